@@ -1,0 +1,250 @@
+"""HDF5 storage: atomic writes, full provenance, resumable sweeps.
+
+Every file written here carries, as root attributes,
+
+* ``config``: the JSON-encoded configuration that produced it (enough to rerun it),
+* ``kind``: the type of object stored (so :func:`load_result` can rebuild it),
+* ``versions``: JSON of the Python, NumPy, SciPy, Numba, h5py and package versions (and torch if imported),
+* ``git_commit``: the commit of the working tree when available, and ``created``: an ISO time stamp.
+
+Writes are atomic: the file is written to a temporary name in the same folder and renamed over the target with
+:func:`os.replace`, so an interrupted run never leaves a half-written result. :func:`write_cell` adds one cell
+of a sweep the same way, and :func:`finished_cells` tells a rerun which cells to skip.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+__all__ = [
+    "save",
+    "load",
+    "save_result",
+    "load_result",
+    "register_result",
+    "write_cell",
+    "read_cells",
+    "finished_cells",
+    "environment_metadata",
+]
+
+_RESULT_TYPES: dict[str, type] = {}
+_META_KEYS = ("kind", "config", "versions", "git_commit", "created")
+_JSON_PREFIX = "json:"
+
+
+def register_result(cls: type) -> type:
+    """Class decorator: objects with ``to_storage() -> (arrays, config)`` and ``from_storage(arrays, config)``."""
+    _RESULT_TYPES[cls.__name__] = cls
+    return cls
+
+
+def _git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def environment_metadata() -> dict[str, str]:
+    """Versions of the interpreter and the numerical stack (torch only when already imported)."""
+    from importlib import metadata
+
+    from . import __version__
+
+    versions = {"python": platform.python_version(), "continuum_attention": __version__}
+    for name in ("numpy", "scipy", "numba", "h5py", "matplotlib"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    if "torch" in sys.modules:
+        versions["torch"] = str(sys.modules["torch"].__version__)
+    return versions
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    raise ValueError(f"configuration value {obj!r} of type {type(obj).__name__} cannot be stored")
+
+
+def _write_group(group, arrays: Mapping[str, Any]) -> None:
+    for key, value in arrays.items():
+        if isinstance(value, Mapping):
+            _write_group(group.create_group(str(key)), value)
+        elif isinstance(value, str):
+            group.attrs[str(key)] = value
+        else:
+            data = np.asarray(value)
+            if data.dtype.kind in "OU":
+                group.attrs[_JSON_PREFIX + str(key)] = json.dumps(_jsonable(value))
+            else:
+                group.create_dataset(str(key), data=data, compression="gzip" if data.size > 4096 else None)
+
+
+def _read_group(group) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in group.attrs.items():
+        if key.startswith(_JSON_PREFIX):
+            out[key[len(_JSON_PREFIX) :]] = json.loads(value)
+        elif key not in _META_KEYS:
+            out[key] = value
+    for key, item in group.items():
+        out[key] = _read_group(item) if hasattr(item, "items") else item[()]
+    return out
+
+
+def _atomic(path: Path, fill: Callable[[Path], None]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fill(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save(path: str | Path, arrays: Mapping[str, Any], config: Mapping[str, Any] | None = None, *, kind: str = "arrays") -> Path:
+    """Write nested arrays and a configuration to ``path`` atomically.
+
+    Parameters
+    ----------
+    arrays : mapping
+        Names to arrays (stored as datasets), strings (stored as attributes) or nested mappings (groups).
+    config : mapping, optional
+        Plain data (numbers, strings, lists, dicts) stored as JSON in the ``config`` attribute; put seeds here.
+    kind : str
+        Type label used by :func:`load_result`.
+    """
+    import h5py
+
+    config_json = json.dumps(_jsonable(dict(config or {})), sort_keys=True)
+
+    def fill(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["kind"] = kind
+            f.attrs["config"] = config_json
+            f.attrs["versions"] = json.dumps(environment_metadata(), sort_keys=True)
+            f.attrs["git_commit"] = _git_commit()
+            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            _write_group(f, arrays)
+
+    return _atomic(Path(path), fill)
+
+
+def load(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a file written by :func:`save`: returns ``(arrays, meta)``; ``meta['config']`` is decoded JSON."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no result file at {path}")
+    with h5py.File(path, "r") as f:
+        arrays = _read_group(f)
+        meta = {k: f.attrs[k] for k in _META_KEYS if k in f.attrs}
+    for key in ("config", "versions"):
+        if key in meta:
+            meta[key] = json.loads(meta[key])
+    return arrays, meta
+
+
+def save_result(path: str | Path, result: Any) -> Path:
+    """Store an object registered with :func:`register_result` (solutions, studies, convergence results)."""
+    arrays, config = result.to_storage()
+    return save(path, arrays, config, kind=type(result).__name__)
+
+
+def load_result(path: str | Path) -> Any:
+    """Rebuild the object stored by :func:`save_result` (same class, same arrays, same configuration)."""
+    arrays, meta = load(path)
+    kind = str(meta.get("kind", "arrays"))
+    if kind not in _RESULT_TYPES:
+        raise ValueError(f"{path} holds a {kind!r}, which no registered result type rebuilds")
+    return _RESULT_TYPES[kind].from_storage(arrays, meta["config"])
+
+
+# -- sweeps -------------------------------------------------------------------------------------------------
+
+
+def write_cell(path: str | Path, key: str, arrays: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> Path:
+    """Add (or replace) the group ``cells/<key>`` of a sweep file atomically (copy, add, rename).
+
+    ``config`` is the whole sweep's configuration; it is written once and must not change between cells
+    (a rerun with another configuration must use another file).
+    """
+    import h5py
+
+    path = Path(path)
+    config_json = json.dumps(_jsonable(dict(config or {})), sort_keys=True)
+    if path.is_file():
+        with h5py.File(path, "r") as f:
+            stored = f.attrs.get("config", config_json)
+        if stored != config_json:
+            raise ValueError(f"{path} was written with another configuration; use a new file or delete it")
+
+    def fill(tmp: Path) -> None:
+        if path.is_file():
+            shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            if "kind" not in f.attrs:
+                f.attrs["kind"] = "sweep"
+                f.attrs["config"] = config_json
+                f.attrs["versions"] = json.dumps(environment_metadata(), sort_keys=True)
+                f.attrs["git_commit"] = _git_commit()
+                f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            cells = f.require_group("cells")
+            if key in cells:
+                del cells[key]
+            _write_group(cells.create_group(key), arrays)
+
+    return _atomic(path, fill)
+
+
+def read_cells(path: str | Path) -> dict[str, dict[str, Any]]:
+    """All cells of a sweep file, by key (empty when the file does not exist yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    arrays, _ = load(path)
+    return arrays.get("cells", {})
+
+
+def finished_cells(path: str | Path) -> set[str]:
+    """Keys of the cells already written to a sweep file."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        return set()
+    with h5py.File(path, "r") as f:
+        return set(f["cells"].keys()) if "cells" in f else set()
