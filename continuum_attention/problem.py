@@ -1,0 +1,128 @@
+"""A Problem bundles what both sides need: domain, density, metric, initial condition, final time.
+
+``ParticleSolver`` and ``AttentionLimitPDE`` are both built from it, and ``compare`` takes a Problem plus
+N, eps and a seed. Problems load from plain tables (TOML) and write back to them, so any result can be rerun.
+
+Initial conditions in configurations are NumPy expressions in the coordinates ``x, y, z`` (and ``pi``,
+``sin``, ``cos``, ``exp``, ...), for example ``"cos(2*pi*x) + 0.3*sin(4*pi*x)"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .densities import Density, density_from_config
+from .domains import Domain, domain_from_config
+
+__all__ = ["Problem", "Expression"]
+
+_EXPR_NAMES = {
+    name: getattr(np, name)
+    for name in ("sin", "cos", "tan", "exp", "log", "sqrt", "abs", "tanh", "sinh", "cosh", "arctan", "where", "pi", "minimum", "maximum")
+}
+_COORDS = ("x", "y", "z")
+
+
+class Expression:
+    """A NumPy expression in the coordinates ``x, y, z``, callable on (M, d) points.
+
+    Only the names of :data:`_EXPR_NAMES` and the coordinates are allowed (no attribute access, no
+    builtins), so a configuration can describe a function without running arbitrary code.
+    """
+
+    def __init__(self, source: str, dim: int):
+        self.source = str(source)
+        self.dim = int(dim)
+        try:
+            self._code = compile(self.source, "<initial condition>", "eval")
+        except SyntaxError as exc:
+            raise ValueError(f"initial condition {self.source!r} is not a valid expression: {exc.msg}") from None
+        allowed = set(_EXPR_NAMES) | set(_COORDS[: self.dim])
+        unknown = sorted(set(self._code.co_names) - allowed)
+        if unknown:
+            raise ValueError(
+                f"initial condition {self.source!r} uses unknown name(s) {unknown}; allowed: {sorted(allowed)}"
+            )
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        env = dict(_EXPR_NAMES)
+        env.update({name: x[:, i] for i, name in enumerate(_COORDS[: self.dim])})
+        value = eval(self._code, {"__builtins__": {}}, env)  # noqa: S307 - names checked in __init__
+        return np.broadcast_to(np.asarray(value, dtype=np.float64), (x.shape[0],)).copy()
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Domain, density, metric, initial condition and final time of one attention-limit problem.
+
+    Parameters
+    ----------
+    domain : Domain
+    density : Density
+        Coordinate density q of the points (see :mod:`continuum_attention.densities`).
+    metric : pseudo-metric or None
+        A :mod:`continuum_attention.metrics` object (None: Euclidean).
+    initial : callable
+        H0(points (M, d)) -> (M,) for features; the walkers' initial density for walkers.
+    t_final : float
+        Final time; K layers reach t = K eps / 2.
+    """
+
+    domain: Domain
+    density: Density
+    metric: Any = None
+    initial: Callable[[np.ndarray], np.ndarray] | None = None
+    t_final: float = 0.01
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        if self.density.domain != self.domain:
+            raise ValueError(f"density lives on {self.density.domain!r}, problem domain is {self.domain!r}")
+        if not (np.isfinite(self.t_final) and self.t_final > 0):
+            raise ValueError(f"t_final must be positive, got t_final={self.t_final!r}")
+
+    @property
+    def dim(self) -> int:
+        return self.domain.dim
+
+    def to_config(self) -> dict:
+        """Plain data describing the problem (initial conditions round-trip when they are Expressions)."""
+        cfg: dict[str, Any] = {
+            "domain": self.domain.to_config(),
+            "density": {k: v for k, v in self.density.to_config().items() if k != "domain"},
+            "t_final": float(self.t_final),
+        }
+        if self.metric is not None:
+            cfg["metric"] = self.metric.to_config()
+        if isinstance(self.initial, Expression):
+            cfg["initial"] = self.initial.source
+        elif self.initial is not None:
+            cfg["initial"] = getattr(self.initial, "__name__", repr(self.initial))
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Problem":
+        """Build a Problem from a table with keys domain, density, metric (optional), initial, t_final."""
+        valid = {"domain", "density", "metric", "initial", "t_final"}
+        unknown = sorted(set(config) - valid)
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in [problem]; valid keys: {sorted(valid)}")
+        for key in ("domain", "density"):
+            if key not in config:
+                raise ValueError(f"[problem] needs a {key!r} table")
+        domain = domain_from_config(config["domain"])
+        density = density_from_config(config["density"], domain)
+        metric = None
+        if config.get("metric") is not None:
+            from .metrics import metric_from_config
+
+            metric = metric_from_config(config["metric"])
+        initial = Expression(config["initial"], domain.dim) if "initial" in config else None
+        return cls(domain, density, metric, initial, float(config.get("t_final", 0.01)))
