@@ -16,7 +16,7 @@ from typing import Iterable
 
 from ._base import Check, Study, StudyResult, register, registry
 
-__all__ = ["Check", "Study", "StudyResult", "register", "registry", "all_studies", "reproduce", "format_table"]
+__all__ = ["Check", "Study", "StudyResult", "register", "registry", "all_studies", "reproduce", "format_table", "script_main"]
 
 
 def all_studies() -> dict[str, Study]:
@@ -52,9 +52,6 @@ def _run_one(study: Study, quick: bool, seed: int, out: Path, force: bool) -> St
         png = out / "figures" / f"{study.name}.png"
         png.parent.mkdir(parents=True, exist_ok=True)
         result.figure.savefig(png, dpi=110, bbox_inches="tight")
-        import matplotlib.pyplot as plt
-
-        plt.close(result.figure)
     save_result(h5, result)  # last: its existence marks the study finished
     return result
 
@@ -110,3 +107,20 @@ def format_table(results: Iterable[StudyResult]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def script_main(name: str, argv: Iterable[str] | None = None) -> int:
+    """Entry point of ``simulations/NAME.py``: run one study, write its HDF5 and PNG, print its table."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=f"Reproduce the '{name}' study.")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="reduced sizes (default)")
+    mode.add_argument("--full", action="store_true", help="publication scale")
+    parser.add_argument("--out", default=".", help="folder receiving results/ and figures/")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="rerun even if results exist")
+    args = parser.parse_args(None if argv is None else list(argv))
+    results = reproduce(quick=not args.full, only=[name], out=args.out, seed=args.seed, force=args.force)
+    print(format_table(results))
+    return 0 if all(r.ok for r in results) else 1
