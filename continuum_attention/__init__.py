@@ -8,7 +8,18 @@ See ``docs/theory.md`` for the conventions.
 from .domains import Box, Domain, Euclidean, Torus
 from .densities import Density
 from .grid import Grid
+from .pde import AttentionLimitPDE, PDESolution
 
 __version__ = "0.1.0"
 
-__all__ = ["Box", "Density", "Domain", "Euclidean", "Grid", "Torus", "__version__"]
+__all__ = [
+    "AttentionLimitPDE",
+    "Box",
+    "Density",
+    "Domain",
+    "Euclidean",
+    "Grid",
+    "PDESolution",
+    "Torus",
+    "__version__",
+]

@@ -1,0 +1,396 @@
+"""Conservative finite-volume discretisation of the attention-limit operator (THEORY.md section 3).
+
+Every form of the PDE is written as ``ds/dt = L s`` with
+
+    L s = C_out D (C_in s),     D u = sum_i d_i( A^{ij} d_j u )   (flux form, see :mod:`._kernels`),
+
+for a nodal coefficient tensor A and nodal diagonal scalings C_out, C_in:
+
+=========  =====================  =========  =========  =======================================
+form       state s                A^{ij}     C_out      C_in
+=========  =====================  =========  =========  =======================================
+features   H                      a^{ij}     1 / w      1
+walkers    m = rho sqrt|g|        a^{ij}     1          1 / w
+heat       H                      b^{ij}     F/sqrt|g~| 1
+=========  =====================  =========  =========  =======================================
+
+with p = q / sqrt|g| (q the coordinate density of :class:`~continuum_attention.densities.Density`, p the
+density w.r.t. dvol_g), w = p^2 sqrt|g|, a^{ij} = p^2 sqrt|g| g^{ij}, and for the heat form (n = dim != 2)
+F = p^(4/(n-2)), g~ = F g, b^{ij} = sqrt|g~| g~^{ij}. Algebraically b = a and F / sqrt|g~| = 1 / w (that is
+Theorem 4); the heat form is nevertheless assembled from g~ through the same varying-tensor path, so the
+identity is checked numerically rather than assumed.
+
+Face coefficients are the arithmetic mean of the two nodal values (second order; it is also what keeps
+D applied to a constant exactly zero). On a Box the wall faces get coefficient 0 (no flux); tangential
+differences at a wall use the reflected (Neumann) ghost value. Time scale of the operator: one cell diffuses
+in about h^2 / (2 d max a/w); see :meth:`FluxOperator.max_stable_dt`.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from ..densities import Density
+from ..grid import Grid
+from ._kernels import apply_numba, apply_numpy, nodal_to_faces
+
+__all__ = ["FORMS", "MetricField", "resolve_metric", "FluxOperator", "build_operator"]
+
+FORMS = ("features", "walkers", "heat")
+
+# Below this many nodes a step takes microseconds and waking a second thread costs more than it saves (on a
+# loaded machine an OpenMP wake-up was measured at ~20 ms), so the kernel runs on one thread.
+PARALLEL_MIN_NODES = 1 << 16
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Metric: None, a constant SPD matrix, or an object with .tensor(points) / .is_metric / .constant_tensor
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricField:
+    """Metric tensor g at the grid nodes: ``constant`` (d, d) or ``field`` (P, d, d), exactly one set."""
+
+    constant: np.ndarray | None
+    field: np.ndarray | None
+
+    def tensors(self, size: int) -> np.ndarray:
+        """g at every node, (P, d, d)."""
+        if self.field is not None:
+            return self.field
+        return np.broadcast_to(self.constant, (size, *self.constant.shape))
+
+
+def _check_spd(g: np.ndarray, d: int, what: str) -> np.ndarray:
+    g = np.asarray(g, dtype=np.float64)
+    if g.shape[-2:] != (d, d):
+        raise ValueError(f"{what} must have shape (..., {d}, {d}) for a {d}-D grid, got shape {g.shape}")
+    if not np.all(np.isfinite(g)):
+        raise ValueError(f"{what} contains NaN or infinite entries")
+    gt = np.swapaxes(g, -1, -2)
+    if not np.allclose(g, gt, rtol=1e-12, atol=1e-12 * np.max(np.abs(g))):
+        raise ValueError(f"{what} must be symmetric")
+    eig = np.linalg.eigvalsh(0.5 * (g + gt))
+    if np.any(eig <= 0):
+        raise ValueError(f"{what} must be positive definite, smallest eigenvalue {eig.min():.3g}")
+    return np.ascontiguousarray(0.5 * (g + gt))
+
+
+def resolve_metric(metric, grid: Grid) -> MetricField:
+    """Turn the ``metric`` argument into g at the nodes (duck-typed; see :class:`AttentionLimitPDE`)."""
+    d = grid.dim
+    if metric is None:
+        return MetricField(np.eye(d), None)
+    if hasattr(metric, "tensor"):
+        if not getattr(metric, "is_metric", False):
+            raise ValueError(
+                f"metric={metric!r} is a pseudo-metric but not a metric (is_metric is False): "
+                "it induces no Riemannian tensor, so there is no PDE limit"
+            )
+        const = getattr(metric, "constant_tensor", None)
+        if const is not None:
+            return MetricField(_check_spd(const, d, "metric.constant_tensor"), None)
+        field = np.asarray(metric.tensor(grid.points), dtype=np.float64)
+        if field.shape != (grid.size, d, d):
+            raise ValueError(f"metric.tensor(points) must return shape ({grid.size}, {d}, {d}), got {field.shape}")
+        return MetricField(None, _check_spd(field, d, "metric.tensor(points)"))
+    try:
+        m = np.asarray(metric, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"metric must be None, a ({d}, {d}) SPD array or a metric object, got {metric!r}") from None
+    if m.ndim == 0 and d == 1:
+        m = m.reshape(1, 1)
+    if m.shape != (d, d):
+        raise ValueError(f"metric must be a ({d}, {d}) symmetric positive definite array, got shape {m.shape}")
+    return MetricField(_check_spd(m, d, "metric"), None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Nodal coefficients of the three forms
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _det_inv(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Determinant and inverse of (..., d, d); diagonal tensors inverted entrywise (keeps exact zeros)."""
+    d = g.shape[-1]
+    off = g - np.eye(d) * np.diagonal(g, axis1=-2, axis2=-1)[..., None, :]
+    if not np.any(off):
+        diag = np.diagonal(g, axis1=-2, axis2=-1)
+        return np.prod(diag, axis=-1), np.eye(d) * (1.0 / diag)[..., None, :]
+    return np.linalg.det(g), np.linalg.inv(g)
+
+
+def nodal_coefficients(grid: Grid, density: Density, metric: MetricField, form: str):
+    """Nodal (A, c_out, c_in, sqrt|g|, p) of a form; A is (P, d, d) or (d, d) times a (P,) factor.
+
+    Returns a dict with ``tensor`` (P, d, d) or None, ``scalar`` (P,) and ``unit`` (d, d) such that
+    A = tensor, or A = scalar * unit when the metric is constant (saves memory on big grids); plus ``cout``,
+    ``cin`` (or None), ``sqrtg`` (P,) and ``p`` (P,).
+    """
+    points = grid.points
+    q = np.asarray(density.pdf(points), dtype=np.float64).reshape(-1)
+    if q.shape[0] != grid.size or not np.all(np.isfinite(q)) or np.any(q <= 0):
+        bad = int(np.argmin(np.where(np.isfinite(q), q, -np.inf)))
+        raise ValueError(
+            f"density must be finite and positive at every grid node (the operator divides by p^2); "
+            f"got q={q[bad]!r} at x={points[bad]}"
+        )
+    n = grid.dim
+    if metric.constant is not None:
+        detg, ginv = _det_inv(metric.constant)
+        sqrtg = np.full(grid.size, np.sqrt(detg))
+    else:
+        detg, ginv = _det_inv(metric.field)
+        sqrtg = np.sqrt(detg)
+    p = q / sqrtg
+    w = p * p * sqrtg
+    out = {"sqrtg": sqrtg, "p": p, "tensor": None, "scalar": None, "unit": None}
+    if form in ("features", "walkers"):
+        if metric.constant is not None:
+            out["scalar"], out["unit"] = w, ginv
+        else:
+            out["tensor"] = w[:, None, None] * ginv
+        out["cout"], out["cin"] = (1.0 / w, None) if form == "features" else (np.ones_like(w), 1.0 / w)
+        out["nodal"] = form == "features" and metric.constant is not None  # A = w U and cout = 1 / w
+        return out
+    if n == 2:
+        raise ValueError(
+            "form='heat' needs dim != 2: the conformal factor F = p^(4/(n-2)) of Theorem 4 does not exist for "
+            "n = 2 (a 2-D conformal change leaves the Laplacian's principal part unchanged, so no F Delta_g~ "
+            "can carry the drift); use form='features'"
+        )
+    F = p ** (4.0 / (n - 2))
+    gt = F[:, None, None] * metric.tensors(grid.size)
+    det_t, gt_inv = _det_inv(gt)
+    sqrt_t = np.sqrt(det_t)
+    out["tensor"] = sqrt_t[:, None, None] * gt_inv
+    out["cout"], out["cin"] = F / sqrt_t, None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The discrete operator
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _neighbour_tables(shape3: tuple[int, int, int], periodic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Tangential neighbour indices (3, nmax): wrap-around on a torus, reflection (clamp) at a wall."""
+    nmax = max(shape3)
+    tp = np.zeros((3, nmax), dtype=np.int64)
+    tm = np.zeros((3, nmax), dtype=np.int64)
+    for a, n in enumerate(shape3):
+        i = np.arange(n)
+        if periodic:
+            tp[a, :n], tm[a, :n] = (i + 1) % n, (i - 1) % n
+        else:
+            tp[a, :n], tm[a, :n] = np.minimum(i + 1, n - 1), np.maximum(i - 1, 0)
+    return tp, tm
+
+
+class FluxOperator:
+    """``L s = cout * D(cin * s)`` on a grid, in the 3-D kernel layout (leading singleton axes).
+
+    Build it with :func:`build_operator`. All arrays are float64, C-contiguous, shape ``shape3``.
+    """
+
+    def __init__(self, grid: Grid, coeffs: dict):
+        self.grid = grid
+        d = grid.dim
+        self.offset = 3 - d
+        self.shape3 = (1,) * self.offset + grid.shape
+        self.periodic = grid.periodic
+        inv_h = np.ones(3)
+        inv_h[self.offset :] = 1.0 / grid.spacing
+        self.inv_h = inv_h
+        self.tp, self.tm = _neighbour_tables(self.shape3, self.periodic)
+        self.wrap = 1.0 if self.periodic else 0.0
+        self.unit = np.ones(3)
+        self.has_mixed = False
+        comps = {}
+        for a in range(d):
+            for b in range(d):
+                comps[a, b] = self._component(coeffs, a, b)
+                if a != b and np.any(comps[a, b]):
+                    self.has_mixed = True
+        if coeffs.get("nodal") and not self.has_mixed:
+            # Kernel's nodal mode: A^{aa} = w U_aa, faces averaged on the fly (fewer arrays streamed per step).
+            self.coef = np.ascontiguousarray(np.reshape(coeffs["scalar"], (1, *self.shape3)), dtype=np.float64)
+            self.unit[self.offset :] = np.diagonal(coeffs["unit"])
+        else:
+            self.coef = np.zeros((3, *self.shape3))
+            for a in range(d):
+                self.coef[a + self.offset] = self._face_average(comps[a, a], a + self.offset)
+        if self.has_mixed:
+            self.mixed = np.zeros((3, 3, *self.shape3))
+            for (a, b), c in comps.items():
+                if a != b:
+                    self.mixed[a + self.offset, b + self.offset] = self._face_average(c, a + self.offset)
+        else:
+            self.mixed = np.zeros((3, 3, 1, 1, 1))  # same array type either way: one Numba compilation
+        self.cout = np.ascontiguousarray(np.reshape(coeffs["cout"], self.shape3), dtype=np.float64)
+        cin = coeffs["cin"]
+        self.cin = None if cin is None else np.ascontiguousarray(np.reshape(cin, self.shape3), dtype=np.float64)
+        self._matrix: sp.csr_matrix | None = None
+        self._max_dt: float | None = None
+
+    @property
+    def nodal(self) -> bool:
+        """True when the kernel averages a nodal scalar on the fly instead of reading face coefficients."""
+        return self.coef.shape[0] == 1
+
+    def face_coefficients(self) -> np.ndarray:
+        """Diagonal face coefficients A^{aa} at the faces, (3, *shape3) (wall faces 0)."""
+        if self.nodal:
+            return nodal_to_faces(self.coef[0], self.unit, self.wrap)
+        return self.coef
+
+    def _component(self, coeffs: dict, a: int, b: int) -> np.ndarray:
+        if coeffs["tensor"] is not None:
+            return np.reshape(coeffs["tensor"][:, a, b], self.shape3)
+        unit = coeffs["unit"][a, b]
+        if unit == 0:
+            return np.zeros(self.shape3)
+        return np.reshape(coeffs["scalar"] * unit, self.shape3)
+
+    def _face_average(self, nodal: np.ndarray, axis: int) -> np.ndarray:
+        # Arithmetic mean of the two nodes of each face; wall faces (last index on a Box) carry no flux.
+        face = 0.5 * (nodal + np.roll(nodal, -1, axis=axis))
+        if not self.periodic:
+            index = [slice(None)] * 3
+            index[axis] = -1
+            face[tuple(index)] = 0.0
+        return np.ascontiguousarray(face)
+
+    # -- application -----------------------------------------------------------------------------------
+    @contextmanager
+    def threads(self) -> Iterator[None]:
+        """Run the kernel on one thread inside this block when the grid is small (see PARALLEL_MIN_NODES)."""
+        if self.grid.size >= PARALLEL_MIN_NODES:
+            yield
+            return
+        old = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(old)
+
+    def _args(self):
+        return self.coef, self.mixed, self.cout, self.inv_h, self.tp, self.tm, self.unit, self.wrap
+
+    def differenced(self, s: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The array the fluxes difference: ``cin * s`` (or s itself)."""
+        if self.cin is None:
+            return s
+        return np.multiply(s, self.cin, out=out)
+
+    def apply(self, s: np.ndarray, *, reference: bool = False) -> np.ndarray:
+        """L s for s of shape ``shape3`` (Numba kernel, or the NumPy reference when ``reference``)."""
+        s = np.ascontiguousarray(s, dtype=np.float64).reshape(self.shape3)
+        out = np.empty(self.shape3)
+        kernel = apply_numpy if reference else apply_numba
+        with self.threads():
+            kernel(self.differenced(s), s, out, *self._args(), 1.0, 0.0, self.has_mixed)
+        return out
+
+    def euler_step(self, s: np.ndarray, out: np.ndarray, dt: float, scratch: np.ndarray | None = None) -> np.ndarray:
+        """One explicit Euler step ``out = s + dt L s`` in a single fused pass (``out`` must not alias s)."""
+        v = self.differenced(s, scratch)
+        return apply_numba(v, s, out, *self._args(), float(dt), 1.0, self.has_mixed)
+
+    # -- sparse matrix ---------------------------------------------------------------------------------
+    def matrix(self) -> sp.csr_matrix:
+        """L as a CSR matrix (size x size, C order), assembled once from the same face fluxes as the kernel."""
+        if self._matrix is None:
+            self._matrix = self._assemble()
+        return self._matrix
+
+    def _assemble(self) -> sp.csr_matrix:
+        size = self.grid.size
+        idx = np.arange(size).reshape(self.shape3)
+        faces = self.face_coefficients()
+        rows, cols, vals = [], [], []
+
+        def add_flux(lo, up, col, val):
+            # A face flux enters its lower node with + and its upper node with - (telescoping).
+            rows.extend((lo, up))
+            cols.extend((col, col))
+            vals.extend((val, -val))
+
+        for a in range(3):
+            if self.shape3[a] == 1:
+                continue
+            up = np.roll(idx, -1, axis=a).ravel()
+            lo = idx.ravel()
+            c = faces[a].ravel() * self.inv_h[a] ** 2
+            add_flux(lo, up, up, c)
+            add_flux(lo, up, lo, -c)
+            if not self.has_mixed:
+                continue
+            for b in range(3):
+                if b == a or self.shape3[b] == 1:
+                    continue
+                nb = self.shape3[b]
+                plus = np.take(idx, self.tp[b, :nb], axis=b)
+                minus = np.take(idx, self.tm[b, :nb], axis=b)
+                m = self.mixed[a, b].ravel() * 0.25 * self.inv_h[a] * self.inv_h[b]
+                for node in (idx, np.roll(idx, -1, axis=a)):
+                    add_flux(lo, up, np.take(plus.ravel(), node.ravel()), m)
+                    add_flux(lo, up, np.take(minus.ravel(), node.ravel()), -m)
+        D = sp.coo_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(size, size)
+        ).tocsr()
+        D.eliminate_zeros()
+        L = sp.diags(self.cout.ravel()) @ D
+        if self.cin is not None:
+            L = L @ sp.diags(self.cin.ravel())
+        return sp.csr_matrix(L)
+
+    # -- stability -------------------------------------------------------------------------------------
+    def diagonal(self) -> np.ndarray:
+        """Diagonal of L (size,), without assembling the matrix when there are no mixed terms."""
+        if self.has_mixed:
+            return self.matrix().diagonal()
+        diag = np.zeros(self.shape3)
+        faces = self.face_coefficients()
+        for a in range(3):
+            if self.shape3[a] > 1:
+                diag -= (faces[a] + np.roll(faces[a], 1, axis=a)) * self.inv_h[a] ** 2
+        diag *= self.cout
+        if self.cin is not None:
+            diag *= self.cin
+        return diag.ravel()
+
+    def max_stable_dt(self) -> float:
+        """Largest explicit Euler step: dt <= 1 / max_i |L_ii| (Gershgorin).
+
+        Without mixed terms every row of D (and column of D W^-1 for walkers) is weakly diagonally dominant
+        with non-negative off-diagonals, so this bound guarantees stability, a maximum principle (features,
+        heat) and positivity (walkers). With mixed terms the 9-point stencil has negative corner weights and
+        the off-diagonal row sums R_i exceed |L_ii|; the bound is then also capped by the Gershgorin radius,
+        dt <= 2 / min(max_i(|L_ii| + R_i), max_j(|L_jj| + C_j)), which bounds |lambda| for every eigenvalue;
+        it guarantees stability for real spectra (exactly so for constant coefficients), not positivity.
+        """
+        if self._max_dt is None:
+            diag = np.abs(self.diagonal())
+            limit = 1.0 / diag.max()
+            if self.has_mixed:
+                L = abs(self.matrix())
+                row = np.asarray(L.sum(axis=1)).ravel()
+                col = np.asarray(L.sum(axis=0)).ravel()
+                limit = min(limit, 2.0 / min(row.max(), col.max()))
+            self._max_dt = float(limit)
+        return self._max_dt
+
+
+def build_operator(grid: Grid, density: Density, metric: MetricField, form: str) -> tuple[FluxOperator, dict]:
+    """The discrete operator of ``form`` and its nodal coefficients (see the module docstring)."""
+    coeffs = nodal_coefficients(grid, density, metric, form)
+    return FluxOperator(grid, coeffs), coeffs
