@@ -50,7 +50,7 @@ PARALLEL_MIN_NODES = 1 << 16
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Metric: None, a constant SPD matrix, or an object with .tensor(points) / .is_metric / .constant_tensor
+# Metric: None, a constant SPD matrix, or an object with .tensor(points) / .is_metric / .is_constant
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -94,9 +94,9 @@ def resolve_metric(metric, grid: Grid) -> MetricField:
                 f"metric={metric!r} is a pseudo-metric but not a metric (is_metric is False): "
                 "it induces no Riemannian tensor, so there is no PDE limit"
             )
-        const = getattr(metric, "constant_tensor", None)
-        if const is not None:
-            return MetricField(_check_spd(const, d, "metric.constant_tensor"), None)
+        if getattr(metric, "is_constant", False):  # one evaluation serves every node
+            const = np.asarray(metric.tensor(grid.points[:1]), dtype=np.float64).reshape(d, d)
+            return MetricField(_check_spd(const, d, "metric.tensor"), None)
         field = np.asarray(metric.tensor(grid.points), dtype=np.float64)
         if field.shape != (grid.size, d, d):
             raise ValueError(f"metric.tensor(points) must return shape ({grid.size}, {d}, {d}), got {field.shape}")

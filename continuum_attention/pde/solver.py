@@ -98,8 +98,8 @@ class AttentionLimitPDE:
     metric : None, (d, d) array or metric object
         None: Euclidean. A constant SPD matrix M: Mahalanobis, g = M, Delta_g H = tr(M^-1 Hess H) (mixed
         derivatives included). An object with ``tensor(points) -> (P, d, d)``, ``is_metric`` (False raises
-        ValueError: a pseudo-metric that is not a metric has no PDE limit) and optionally
-        ``constant_tensor`` ((d, d) or None): a spatially varying metric.
+        ValueError: a pseudo-metric that is not a metric has no PDE limit) and optionally ``is_constant``
+        (True: the tensor is evaluated once; otherwise at every node, a spatially varying metric).
     form : {"features", "walkers", "heat"}
     """
 

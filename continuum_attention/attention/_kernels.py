@@ -1,0 +1,276 @@
+"""Fused attention kernels (Numba) and their NumPy references, side by side (DESIGN.md, "Kernels").
+
+Every kernel evaluates, for a pair (a, b) of a row set A and a column set B, a score ``f(a, b)`` of one of two
+families, then the weight ``w_ab = exp(-c f(a, b) - r_a - s_b)`` with ``c = 1 / (2 eps)``, a row shift
+``r`` (the log-normaliser) and a column shift ``s`` (the normalisation's column potential, see
+``operator.py``), and accumulates in one pass:
+
+* ``kernel_sum``:   out[a, :] = sum_b w_ab V[b, :]                         (the one primitive: K V)
+* ``kernel_lse``:   out[a]    = log sum_b exp(-c f(a, b) - s_b)            (online running-max log-sum-exp)
+* ``kernel_displacement``: out[a, :d] = sum_b w_ab minimage(X_b - X_a), out[a, d] = sum_b w_ab (tokens)
+* ``csr_matmul``:   out = S V for S in CSR form (truncated mode)
+
+Families (``family`` argument):
+
+* ``SQUARED = 0``: f = |D|^2, or D^T M D when ``use_M``, with D = A_a - B_b reduced to the minimum image on
+  axes with ``period[k] > 0``. Covers Euclidean, Mahalanobis (Cholesky-transformed coordinates off a torus,
+  the quadratic form with minimum image on it) and Learned (Euclidean on precomputed features phi(x)).
+* ``DOT = 1``: f = -A_a . B_b with A = queries x Q^T, B = keys x K^T.
+
+Parallel over chunks of rows (``prange``), serial inner loop over columns, in tiles of ``_TILE`` columns: the
+exponents of a tile are computed in a vectorisable loop over columns (column coordinates passed transposed,
+``BT`` of shape (d, Nb)), then exponentiated, then accumulated. Every output entry is summed in a fixed order,
+so results are bitwise reproducible run to run and independent of the thread count. The references
+work on row blocks of ``_BLOCK_ENTRIES`` pairs at most, so they too use O(N block) memory, never N x N.
+Kernels assume validated, C-contiguous float64 input (the operator validates at the boundary).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+SQUARED = 0
+DOT = 1
+
+# Weights below exp(_CLAMP) ~ 1e-304 are set to exactly 0: they are < 1e-300 relative to any row sum
+# (every row holds a weight of order 1), and exp near its underflow (and arithmetic on subnormals) is 10x
+# slower. The cut is branch-free (a select), so random point order costs no branch mispredictions.
+_CLAMP = -700.0
+_TILE = 2048  # columns per tile: the exponent buffer stays in L1/L2
+_BLOCK_ENTRIES = 1 << 21  # pairs per NumPy reference block (16 MiB per float64 temporary)
+
+
+# ----------------------------------------------------------------------------------------------- Numba
+@njit(cache=True, inline="always")
+def _min_image(delta: float, period: float) -> float:
+    if period > 0.0:
+        return delta - period * math.floor(delta / period + 0.5)
+    return delta
+
+
+@njit(cache=True)
+def _exponents(family, A, BT, M, use_M, period, c, a, b0, b1, ra, s, D, buf):
+    """buf[:b1-b0] = -c f(a, b) - ra - s[b] for the column tile b0 <= b < b1 (loops vectorise over b)."""
+    d, n = A.shape[1], b1 - b0
+    for b in range(n):
+        buf[b] = 0.0
+    if family == DOT:
+        for k in range(d):
+            ak = A[a, k]
+            for b in range(n):
+                buf[b] += ak * BT[k, b0 + b]
+        for b in range(n):
+            buf[b] = c * buf[b] - ra - s[b0 + b]
+        return
+    for k in range(d):  # minimum-image differences, axis by axis
+        ak, p = A[a, k], period[k]
+        if p > 0.0:
+            ip = 1.0 / p
+            for b in range(n):
+                dk = ak - BT[k, b0 + b]
+                D[k, b] = dk - p * ((dk * ip + _MAGIC) - _MAGIC)  # round to nearest, vectorisable
+        else:
+            for b in range(n):
+                D[k, b] = ak - BT[k, b0 + b]
+    if use_M:
+        for k in range(d):
+            for m in range(d):
+                mkm = M[k, m]
+                for b in range(n):
+                    buf[b] += mkm * D[k, b] * D[m, b]
+    else:
+        for k in range(d):
+            for b in range(n):
+                buf[b] += D[k, b] * D[k, b]
+    for b in range(n):
+        buf[b] = -c * buf[b] - ra - s[b0 + b]
+
+
+# exp by Cody-Waite range reduction t = k ln2 + r, |r| <= ln2/2, a degree-12 Taylor polynomial (truncation
+# error < 2e-16 relative) and 2^k assembled from bits. Written as three branch-free loops over a tile so that
+# LLVM vectorises them: libm's exp is a scalar call (~10 ns here), this is ~1 ns per weight.
+_MAGIC = 6755399441055744.0  # 1.5 * 2^52: adding it rounds to an integer held in the low mantissa bits
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.693147180369123816490  # few significant bits: k * _LN2_HI is exact
+_LN2_LO = 1.90821492927058770002e-10
+_INV_FACT = tuple(1.0 / math.factorial(i) for i in range(13))
+
+
+@njit(cache=True, inline="always")
+def _weights(buf, kbuf, n):
+    """buf[b] <- exp(buf[b]) for buf[b] > _CLAMP, else 0 (kbuf: float64 scratch of the same length)."""
+    kint = kbuf.view(np.int64)
+    for b in range(n):
+        t = min(max(buf[b], _CLAMP), -_CLAMP)
+        y = t * _LOG2E + _MAGIC
+        k = y - _MAGIC
+        r = (t - k * _LN2_HI) - k * _LN2_LO
+        p = _INV_FACT[12]
+        for i in range(11, -1, -1):
+            p = p * r + _INV_FACT[i]
+        kbuf[b] = y + 1023.0  # low mantissa bits now hold the biased exponent k + 1023
+        buf[b] = p if buf[b] > _CLAMP else 0.0
+    for b in range(n):
+        kint[b] = kint[b] << 52  # the bits of the float 2^k
+    for b in range(n):
+        buf[b] *= kbuf[b]
+
+
+@njit(cache=True)
+def _chunks(na):
+    """Row ranges for the parallel loop: enough chunks to balance, each with its own scratch buffers."""
+    nchunk = min(na, 64)
+    return nchunk, (na + nchunk - 1) // nchunk
+
+
+@njit(parallel=True, cache=True)
+def kernel_sum(family, A, BT, M, use_M, period, c, r, s, V):  # pragma: no cover - compiled
+    na, nb, m, d = A.shape[0], BT.shape[1], V.shape[1], A.shape[1]
+    out = np.zeros((na, m))
+    nchunk, size = _chunks(na)
+    for chunk in prange(nchunk):
+        buf, kbuf, D = np.empty(_TILE), np.empty(_TILE), np.empty((d, _TILE))
+        for a in range(chunk * size, min(na, (chunk + 1) * size)):
+            for b0 in range(0, nb, _TILE):
+                n = min(_TILE, nb - b0)
+                _exponents(family, A, BT, M, use_M, period, c, a, b0, b0 + n, r[a], s, D, buf)
+                _weights(buf, kbuf, n)
+                for j in range(m):
+                    acc = 0.0
+                    for b in range(n):
+                        acc += buf[b] * V[b0 + b, j]
+                    out[a, j] += acc
+    return out
+
+
+@njit(parallel=True, cache=True)
+def kernel_lse(family, A, BT, M, use_M, period, c, s):  # pragma: no cover - compiled
+    na, nb, d = A.shape[0], BT.shape[1], A.shape[1]
+    out = np.empty(na)
+    nchunk, size = _chunks(na)
+    for chunk in prange(nchunk):
+        buf, kbuf, D = np.empty(_TILE), np.empty(_TILE), np.empty((d, _TILE))
+        for a in range(chunk * size, min(na, (chunk + 1) * size)):
+            top, acc = -np.inf, 0.0
+            for b0 in range(0, nb, _TILE):
+                n = min(_TILE, nb - b0)
+                _exponents(family, A, BT, M, use_M, period, c, a, b0, b0 + n, 0.0, s, D, buf)
+                tile_top = buf[0]
+                for b in range(n):
+                    tile_top = max(tile_top, buf[b])
+                if tile_top > top:  # running max moved: rescale what was summed so far (exp(-inf) = 0)
+                    acc *= math.exp(top - tile_top)
+                    top = tile_top
+                for b in range(n):
+                    buf[b] -= top
+                _weights(buf, kbuf, n)
+                for b in range(n):
+                    acc += buf[b]
+            out[a] = top + math.log(acc)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def kernel_displacement(family, A, BT, M, use_M, period, X, xperiod, c, r, s):  # pragma: no cover
+    na, nb, d, dx = A.shape[0], BT.shape[1], A.shape[1], X.shape[1]
+    out = np.zeros((na, dx + 1))
+    nchunk, size = _chunks(na)
+    for chunk in prange(nchunk):
+        buf, kbuf, D = np.empty(_TILE), np.empty(_TILE), np.empty((d, _TILE))
+        for a in range(chunk * size, min(na, (chunk + 1) * size)):
+            for b0 in range(0, nb, _TILE):
+                n = min(_TILE, nb - b0)
+                _exponents(family, A, BT, M, use_M, period, c, a, b0, b0 + n, r[a], s, D, buf)
+                _weights(buf, kbuf, n)
+                for k in range(dx):
+                    acc = 0.0
+                    for b in range(n):
+                        acc += buf[b] * _min_image(X[b0 + b, k] - X[a, k], xperiod[k])
+                    out[a, k] += acc
+                total = 0.0
+                for b in range(n):
+                    total += buf[b]
+                out[a, dx] += total
+    return out
+
+
+@njit(parallel=True, cache=True)
+def csr_matmul(indptr, indices, data, V):  # pragma: no cover - compiled
+    n, m = indptr.size - 1, V.shape[1]
+    out = np.zeros((n, m))
+    for a in prange(n):
+        for p in range(indptr[a], indptr[a + 1]):
+            w = data[p]
+            b = indices[p]
+            for j in range(m):
+                out[a, j] += w * V[b, j]
+    return out
+
+
+# ----------------------------------------------------------------------------------- NumPy references
+def _blocks(na: int, nb: int):
+    step = max(1, _BLOCK_ENTRIES // max(nb, 1))
+    for start in range(0, na, step):
+        yield slice(start, min(start + step, na))
+
+
+def score_block(family, A, B, M, use_M, period) -> np.ndarray:
+    """f(a, b) for all a in A, b in B (len(A) x len(B)); the NumPy twin of ``_score``."""
+    if family == DOT:
+        return -(A @ B.T)
+    D = A[:, None, :] - B[None, :, :]
+    if np.any(period > 0):
+        safe = np.where(period > 0, period, 1.0)
+        D = np.where(period > 0, D - period * np.floor(D / safe + 0.5), D)
+    if use_M:
+        return np.einsum("abk,km,abm->ab", D, M, D)
+    return np.sum(D * D, axis=-1)
+
+
+def kernel_sum_ref(family, A, BT, M, use_M, period, c, r, s, V) -> np.ndarray:
+    B = BT.T
+    out = np.empty((A.shape[0], V.shape[1]))
+    for rows in _blocks(A.shape[0], B.shape[0]):
+        W = np.exp(-c * score_block(family, A[rows], B, M, use_M, period) - r[rows, None] - s[None, :])
+        out[rows] = W @ V
+    return out
+
+
+def kernel_lse_ref(family, A, BT, M, use_M, period, c, s) -> np.ndarray:
+    B = BT.T
+    out = np.empty(A.shape[0])
+    for rows in _blocks(A.shape[0], B.shape[0]):
+        T = -c * score_block(family, A[rows], B, M, use_M, period) - s[None, :]
+        top = T.max(axis=1)
+        out[rows] = top + np.log(np.exp(T - top[:, None]).sum(axis=1))
+    return out
+
+
+def kernel_displacement_ref(family, A, BT, M, use_M, period, X, xperiod, c, r, s) -> np.ndarray:
+    B = BT.T
+    d = X.shape[1]
+    out = np.empty((A.shape[0], d + 1))
+    for rows in _blocks(A.shape[0], B.shape[0]):
+        W = np.exp(-c * score_block(family, A[rows], B, M, use_M, period) - r[rows, None] - s[None, :])
+        D = X[None, :, :] - X[rows, None, :]
+        if np.any(xperiod > 0):
+            safe = np.where(xperiod > 0, xperiod, 1.0)
+            D = np.where(xperiod > 0, D - xperiod * np.floor(D / safe + 0.5), D)
+        out[rows, :d] = np.einsum("ab,abk->ak", W, D)
+        out[rows, d] = W.sum(axis=1)
+    return out
+
+
+def csr_matmul_ref(indptr, indices, data, V) -> np.ndarray:
+    from scipy import sparse
+
+    n = indptr.size - 1
+    return np.asarray(sparse.csr_matrix((data, indices, indptr), shape=(n, V.shape[0])) @ V)
+
+
+NUMBA = {"sum": kernel_sum, "lse": kernel_lse, "displacement": kernel_displacement, "csr": csr_matmul}
+NUMPY = {"sum": kernel_sum_ref, "lse": kernel_lse_ref, "displacement": kernel_displacement_ref,
+         "csr": csr_matmul_ref}

@@ -1,0 +1,444 @@
+"""The time-scaled attention operator S_eps, matrix-free (THEORY.md sections 1 and 4).
+
+    S_eps[i, j] = exp(-f(x_i, x_j) / (2 eps)) / sum_k exp(-f(x_i, x_k) / (2 eps))
+
+One application of S_eps is one attention layer, i.e. one explicit Euler step of length eps/2 of the
+attention-limit equation; K layers reach t = K eps / 2.
+
+Every normalisation is a row normalisation of the kernel with a column potential s:
+
+    S_ij = exp(-f_ij / (2 eps) - s_j - r_i),   r_i = log sum_j exp(-f_ij / (2 eps) - s_j)
+
+* ``"row"``: s = 0 (attention);
+* ``("alpha", a)`` (Coifman-Lafon): s = a log q with q the degrees; the row factor q_i^-a cancels;
+* ``"sinkhorn"``: s = -log u with diag(u) K diag(u) doubly stochastic (then r = -log u too).
+
+So the single primitive is the weighted kernel sum ``sum_j exp(-f_ij/(2 eps) - r_i - s_j) V_j`` (``_kernels``).
+
+Stability. For a metric f >= 0 = f_ii: the self-term is the exact maximum of each row, every weight is <= 1
+and every row sum >= its self-term > 0, so r is a plain sum (one pass) and nothing overflows or turns into
+0/0 for any eps. For a general pseudo-metric (DotProduct) r comes from an online running-max
+log-sum-exp pass, after which every weight is <= 1 as well.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.spatial import cKDTree
+
+from .. import metrics as _metrics
+from ..domains import Domain, as_points
+from ..domains import Euclidean as EuclideanSpace
+from . import _kernels
+
+__all__ = ["AttentionOperator", "DENSE_LIMIT"]
+
+DENSE_LIMIT = 20000  # dense(): 20000^2 float64 is 3.2 GB; refuse beyond
+_BACKENDS = ("numba", "numpy")
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def _check_eps(eps) -> float:
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        raise ValueError(f"eps must be a positive number, got eps={eps!r}") from None
+    if not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"eps must be positive and finite, got eps={eps!r}")
+    return value
+
+
+def _check_normalization(normalization) -> tuple[str, float]:
+    """Canonical (kind, alpha): ("row", 0), ("alpha", a) or ("sinkhorn", 0)."""
+    if normalization in ("row", "sinkhorn"):
+        return normalization, 0.0
+    if isinstance(normalization, (tuple, list)) and len(normalization) == 2 and normalization[0] == "alpha":
+        try:
+            a = float(normalization[1])
+        except (TypeError, ValueError):
+            a = math.nan
+        if math.isfinite(a):
+            return "alpha", a
+    raise ValueError(f"normalization must be 'row', 'sinkhorn' or ('alpha', a) with a finite number a, "
+                     f"got normalization={normalization!r}")
+
+
+def _check_tolerance(tolerance) -> float:
+    t = float(tolerance)
+    if not 0.0 < t < 1.0:
+        raise ValueError(f"tolerance must lie in (0, 1), got tolerance={tolerance!r}")
+    return t
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Kernel inputs for one point set: f(i, j) = score(family, rows[i], cols[j]) (see ``_kernels``)."""
+
+    family: int
+    rows: np.ndarray
+    cols: np.ndarray
+    M: np.ndarray
+    use_M: bool
+    period: np.ndarray
+    symmetric: bool
+
+    def args(self, transpose: bool = False) -> tuple:
+        """Kernel arguments (family, A, B^T, M, use_M, period); transpose swaps the roles of rows and cols."""
+        A, B = (self.cols, self.rows) if transpose else (self.rows, self.cols)
+        return self.family, A, np.ascontiguousarray(B.T), self.M, self.use_M, self.period
+
+
+def _geometry(metric: _metrics.PseudoMetric, x: np.ndarray, domain: Domain) -> _Geometry:
+    """Transform points once so that every pseudo-metric family is a squared distance or a dot product."""
+    c = np.ascontiguousarray
+    periodic = bool(np.any(domain.periodic))
+    if isinstance(metric, _metrics.DotProduct):
+        q, k = metric.queries(x), metric.keys(x)
+        eye = np.eye(q.shape[1])
+        return _Geometry(_kernels.DOT, q, k, eye, False, np.zeros(q.shape[1]), metric.is_symmetric)
+    if isinstance(metric, _metrics.Learned):
+        z = metric.features(x)
+        return _Geometry(_kernels.SQUARED, z, z, np.eye(z.shape[1]), False, np.zeros(z.shape[1]), True)
+    if isinstance(metric, _metrics.Mahalanobis):
+        if periodic:  # minimum image lives in the original coordinates: quadratic form on the torus
+            return _Geometry(_kernels.SQUARED, x, x, c(metric.M), True, c(domain.period), True)
+        z = c(x @ metric.cholesky)  # f = |L^T (x - y)|^2: Euclidean in coordinates z = x L
+        return _Geometry(_kernels.SQUARED, z, z, np.eye(x.shape[1]), False, np.zeros(x.shape[1]), True)
+    if isinstance(metric, _metrics.Euclidean):
+        return _Geometry(_kernels.SQUARED, x, x, np.eye(x.shape[1]), False, c(domain.period), True)
+    raise ValueError(f"metric must be a Euclidean, Mahalanobis, DotProduct or Learned metric, got {metric!r}")
+
+
+def _search_space(metric, x: np.ndarray, domain: Domain, radius: float):
+    """Coordinates, tree boxsize and search radius whose ball contains every pair with f <= radius^2."""
+    if isinstance(metric, _metrics.Learned):
+        return metric.features(x), None, radius
+    periodic = bool(np.any(domain.periodic))
+    box = domain.lengths if periodic else None
+    if isinstance(metric, _metrics.Mahalanobis):
+        if not periodic:
+            return x @ metric.cholesky, None, radius
+        # f >= lambda_min |d|^2: a Euclidean ball of radius r / sqrt(lambda_min) holds the metric ball
+        return x, box, radius / math.sqrt(float(np.linalg.eigvalsh(metric.M)[0]))
+    return x, box, radius
+
+
+def _tree(z: np.ndarray, box):
+    if box is None:
+        return cKDTree(z)
+    z = np.mod(z, box)
+    z = np.where(z >= box, 0.0, z)  # mod can round up to exactly L; cKDTree wants [0, L)
+    return cKDTree(z, boxsize=box)
+
+
+# ------------------------------------------------------------------------------------------- engines
+class _DenseEngine:
+    """Matrix-free: every pass recomputes f from the points (memory O(N k))."""
+
+    truncated = False
+
+    def __init__(self, geom: _Geometry, c: float, kernels: dict, is_metric: bool, x, domain):
+        self.geom, self.c, self.k, self.is_metric = geom, c, kernels, is_metric
+        self.x, self.xperiod = x, np.ascontiguousarray(domain.period)
+        self.n = geom.rows.shape[0]
+
+    def weighted_sum(self, r, s, V, transpose=False) -> np.ndarray:
+        if transpose:  # (mu S)_j = sum_i exp(-f_ij c - s_j - r_i) mu_i: swap the roles of rows and columns
+            return self.k["sum"](*self.geom.args(True), self.c, s, r, V)
+        return self.k["sum"](*self.geom.args(), self.c, r, s, V)
+
+    def log_row_sums(self, s) -> np.ndarray:
+        if self.is_metric:  # self-term bounds the row sum from below: a plain sum is safe
+            zero = np.zeros(self.n)
+            return np.log(self.k["sum"](*self.geom.args(), self.c, zero, s, np.ones((self.n, 1)))[:, 0])
+        return self.k["lse"](*self.geom.args(), self.c, s)
+
+    def displacement(self, r, s) -> np.ndarray:
+        out = self.k["displacement"](*self.geom.args(), self.x, self.xperiod, self.c, r, s)
+        return out[:, :-1] / out[:, -1:]
+
+    def dense(self, r, s) -> np.ndarray:
+        out = np.empty((self.n, self.n))
+        for rows in _kernels._blocks(self.n, self.n):
+            F = _kernels.score_block(self.geom.family, self.geom.rows[rows], self.geom.cols, self.geom.M,
+                                     self.geom.use_M, self.geom.period)
+            W = np.exp(-self.c * F - r[rows, None] - s[None, :])
+            # rows sum to 1 by construction of r; dividing again absorbs the rounding of huge exponents
+            out[rows] = W / W.sum(axis=1, keepdims=True)
+        return out
+
+
+class _SparseEngine:
+    """Truncated: the kernel K_ij = exp(-f_ij c) on pairs with f_ij <= cutoff^2, in CSR form (metrics only).
+
+    Memory: int64 column indices plus the kernel values and the normalised values, 24 bytes per stored pair;
+    the transpose (walkers) is built on first use.
+    """
+
+    truncated = True
+    _CHUNK_PAIRS = 1 << 22  # pairs found per neighbour-search chunk (bounds the search temporaries)
+
+    def __init__(self, metric, geom: _Geometry, c: float, kernels: dict, x, domain, cutoff: float):
+        self.geom, self.c, self.k, self.n = geom, c, kernels, x.shape[0]
+        self.x, self.domain = x, domain
+        self.indptr, self.indices, self.kdata = self._build(metric, cutoff)
+        self._sdata = self._transpose = self._key = None
+
+    def _build(self, metric, cutoff: float):
+        z, box, radius = _search_space(metric, self.x, self.domain, cutoff)
+        z = np.ascontiguousarray(z)
+        tree = _tree(z, box)
+        exact_scores = self.geom.use_M
+        # rows per chunk from the expected neighbour count (a sample of 64 rows)
+        probe = tree.query_ball_point(z[:: max(1, self.n // 64)], radius, return_length=True)
+        chunk = max(1, int(self._CHUNK_PAIRS / max(float(np.mean(probe)), 1.0)))
+        counts, indices, data = [], [], []
+        for start in range(0, self.n, chunk):
+            stop = min(start + chunk, self.n)
+            pairs = _tree(z[start:stop], box).sparse_distance_matrix(tree, radius, output_type="ndarray")
+            order = np.argsort(pairs["i"] * self.n + pairs["j"])  # CSR order: by row, then column
+            rows, cols = pairs["i"][order] + start, pairs["j"][order]
+            # the tree's distance is the metric distance except for Mahalanobis on a torus (larger ball)
+            f = self._scores(rows, cols) if exact_scores else pairs["v"][order] ** 2
+            del pairs, order
+            keep = f <= cutoff * cutoff  # exact metric ball (the search ball may be larger)
+            counts.append(np.bincount(rows[keep] - start, minlength=stop - start))
+            indices.append(cols[keep].astype(np.int64))
+            data.append(np.exp(-self.c * f[keep]))
+        indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+        return indptr, np.concatenate(indices), np.concatenate(data)
+
+    def _scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        g = self.geom
+        D = g.rows[rows] - g.cols[cols]
+        if np.any(g.period > 0):
+            safe = np.where(g.period > 0, g.period, 1.0)
+            D = np.where(g.period > 0, D - g.period * np.floor(D / safe + 0.5), D)
+        if g.use_M:
+            return np.einsum("pk,km,pm->p", D, g.M, D)
+        return np.einsum("pk,pk->p", D, D)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indices.size)
+
+    def _rows(self) -> np.ndarray:
+        return np.repeat(np.arange(self.n), np.diff(self.indptr))
+
+    def _matrix(self, data) -> sparse.csr_matrix:
+        return sparse.csr_matrix((data, self.indices, self.indptr), shape=(self.n, self.n))
+
+    def _scaled(self, r, s) -> np.ndarray:
+        key = (r.tobytes(), s.tobytes())
+        if self._key != key:  # S = diag(e^-r) K diag(e^-s), cached per (r, s)
+            self._sdata = self.kdata * np.exp(-r[self._rows()] - s[self.indices])
+            self._transpose, self._key = None, key
+        return self._sdata
+
+    def weighted_sum(self, r, s, V, transpose=False) -> np.ndarray:
+        data = self._scaled(r, s)
+        if not transpose:
+            return self.k["csr"](self.indptr, self.indices, data, V)
+        if self._transpose is None:
+            T = self._matrix(data).T.tocsr()
+            self._transpose = (T.indptr.astype(np.int64), T.indices.astype(np.int64), T.data)
+        return self.k["csr"](*self._transpose, V)
+
+    def log_row_sums(self, s) -> np.ndarray:
+        return np.log(self.k["csr"](self.indptr, self.indices, self.kdata, np.exp(-s)[:, None])[:, 0])
+
+    def displacement(self, r, s) -> np.ndarray:
+        data, rows = self._scaled(r, s), self._rows()
+        D = self.domain.difference(self.x[self.indices], self.x[rows])
+        out = np.stack([np.bincount(rows, data * D[:, k], minlength=self.n) for k in range(D.shape[1])], axis=1)
+        return out / np.bincount(rows, data, minlength=self.n)[:, None]
+
+    def dense(self, r, s) -> np.ndarray:
+        return self._matrix(self._scaled(r, s)).toarray()
+
+
+# ------------------------------------------------------------------------------------------- operator
+class AttentionOperator:
+    r"""Row-stochastic attention matrix S_eps on fixed points, applied matrix-free.
+
+    ``S_eps[i, j] = exp(-f(x_i, x_j) / (2 eps)) / sum_k exp(-f(x_i, x_k) / (2 eps))`` (THEORY.md section 1);
+    one application is one attention layer = one Euler step of length eps/2 (t = K eps / 2 after K layers).
+
+    Parameters
+    ----------
+    points : (N, d) or (N,) array_like
+        Token positions (validated: no NaN; inside a Box; wrapped into a Torus).
+    eps : float
+        Kernel scale, > 0 (vanilla attention is eps = 1/2).
+    metric : PseudoMetric, optional
+        Default :class:`~continuum_attention.metrics.Euclidean`.
+    domain : Domain, optional
+        Default Euclidean space R^d. On a Torus, Euclidean and Mahalanobis use minimum-image differences.
+    normalization : "row", ("alpha", a) or "sinkhorn"
+        See the module docstring. Sinkhorn needs a symmetric f (any metric, or DotProduct with Q^T K
+        symmetric); it iterates ``log u <- (log u - log K u) / 2`` until ``max |u (K u) - 1| <= sinkhorn_tol``
+        and reports the count in :attr:`sinkhorn_iterations`.
+    backend : "numba" or "numpy"
+        Fused parallel Numba kernels, or their blockwise NumPy references (same numbers to ~1e-15).
+    truncate : bool or "auto"
+        Metrics only. Keep only pairs with ``f <= r^2``, ``r^2 = 2 eps ln(N / tolerance)``, found with a
+        ``cKDTree`` (periodic on a Torus) and stored as CSR. Each dropped weight is < tolerance / N and
+        every row sum is >= 1, so the dropped mass per row, relative to the row sum, is <= tolerance.
+        Normalisations are then computed on the truncated kernel. ``"auto"`` truncates when the metric is a
+        metric, N >= 2000 and the cutoff is under a quarter of the point cloud's (or torus's) smallest extent.
+    tolerance : float
+        Relative mass dropped per row in truncated mode, in (0, 1). Default 1e-12.
+    sinkhorn_tol, sinkhorn_max_iter :
+        Sinkhorn stopping rule (a RuntimeWarning is issued if the limit is reached).
+
+    Notes
+    -----
+    Memory: dense matrix-free mode holds O(N k) numbers, never an N x N array; truncated mode holds the
+    O(nnz) CSR matrix. :meth:`degrees` are the unshifted row sums ``q_i = sum_j exp(-f_ij / (2 eps))`` (for a
+    metric q_i >= 1 because f_ii = 0 is the row maximum; for a pseudo-metric q may overflow, use
+    :meth:`log_degrees`).
+    """
+
+    def __init__(self, points, eps: float, *, metric: _metrics.PseudoMetric | None = None,
+                 domain: Domain | None = None, normalization="row", backend: str = "numba",
+                 truncate: bool | str = False, tolerance: float = 1e-12, sinkhorn_tol: float = 1e-12,
+                 sinkhorn_max_iter: int = 10000):
+        self.eps = _check_eps(eps)
+        self.metric = _metrics.Euclidean() if metric is None else metric
+        if not isinstance(self.metric, _metrics.PseudoMetric):
+            raise ValueError(f"metric must be a continuum_attention.metrics object, got metric={metric!r}")
+        x = as_points(points)
+        self.domain = EuclideanSpace(x.shape[1]) if domain is None else domain
+        if not isinstance(self.domain, Domain):
+            raise ValueError(f"domain must be a Torus, Box or Euclidean domain, got domain={domain!r}")
+        self.points = self.metric.validate_points(self.domain.validate_points(x))
+        self.n, self.dim = self.points.shape
+        self.normalization = _check_normalization(normalization)
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {_BACKENDS}, got backend={backend!r}")
+        self.backend = backend
+        self.tolerance = _check_tolerance(tolerance)
+        self.sinkhorn_tol, self.sinkhorn_max_iter = float(sinkhorn_tol), int(sinkhorn_max_iter)
+        self.sinkhorn_iterations: int | None = None
+        if self.normalization[0] == "sinkhorn" and not self.metric.is_symmetric:
+            raise ValueError(f"normalization='sinkhorn' needs a symmetric pseudo-metric; {self.metric!r} "
+                             "is not symmetric (f(x, y) != f(y, x))")
+        geom = _geometry(self.metric, self.points, self.domain)
+        kernels = _kernels.NUMBA if backend == "numba" else _kernels.NUMPY
+        c = 1.0 / (2.0 * self.eps)
+        self.cutoff = math.sqrt(2.0 * self.eps * max(math.log(self.n / self.tolerance), 0.0))
+        if self._use_truncation(truncate):
+            self._engine = _SparseEngine(self.metric, geom, c, kernels, self.points, self.domain, self.cutoff)
+        else:
+            self._engine = _DenseEngine(geom, c, kernels, self.metric.is_metric, self.points, self.domain)
+        self._shifts: tuple[np.ndarray, np.ndarray] | None = None
+        self._log_degrees: np.ndarray | None = None
+
+    # ---------------------------------------------------------------------------------- construction
+    def _use_truncation(self, truncate) -> bool:
+        if truncate not in (True, False, "auto"):
+            raise ValueError(f"truncate must be True, False or 'auto', got truncate={truncate!r}")
+        if truncate is True and not self.metric.is_metric:
+            raise ValueError(f"truncate=True needs a metric (f >= 0 with f(x, x) = 0); {self.metric!r} is not one")
+        if truncate != "auto":
+            return bool(truncate)
+        if not self.metric.is_metric or self.n < 2000:
+            return False
+        z, box, radius = _search_space(self.metric, self.points, self.domain, self.cutoff)
+        extent = np.ptp(z, axis=0) if box is None else np.asarray(box)
+        return bool(radius < 0.25 * float(np.min(extent)))
+
+    @property
+    def truncated(self) -> bool:
+        """True when the operator is the truncated CSR approximation."""
+        return self._engine.truncated
+
+    @property
+    def nnz(self) -> int:
+        """Stored pairs: N^2 (implicitly) when dense, the CSR count when truncated."""
+        return self._engine.nnz if self.truncated else self.n * self.n
+
+    def _ensure_shifts(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._shifts is None:
+            kind, a = self.normalization
+            if kind == "row":
+                s = np.zeros(self.n)
+            elif kind == "alpha":
+                s = a * self.log_degrees()
+            else:
+                s = self._sinkhorn()
+            self._shifts = (np.ascontiguousarray(self._engine.log_row_sums(s)), s)
+        return self._shifts
+
+    def _sinkhorn(self) -> np.ndarray:
+        """Column potential s = -log u with u_i sum_j K_ij u_j = 1, by the damped symmetric iteration."""
+        log_u = -0.5 * self.log_degrees()
+        for it in range(1, self.sinkhorn_max_iter + 1):
+            log_ku = self._engine.log_row_sums(-log_u)
+            residual = float(np.max(np.abs(np.expm1(log_u + log_ku))))
+            if residual <= self.sinkhorn_tol:
+                break
+            log_u = 0.5 * (log_u - log_ku)
+        else:
+            warnings.warn(f"Sinkhorn stopped after {self.sinkhorn_max_iter} iterations with residual "
+                          f"{residual:.3e} > sinkhorn_tol={self.sinkhorn_tol:.1e}", RuntimeWarning, stacklevel=3)
+        self.sinkhorn_iterations = it
+        return -log_u
+
+    # ---------------------------------------------------------------------------------- public API
+    def log_degrees(self) -> np.ndarray:
+        """log q_i, q_i = sum_j exp(-f(x_i, x_j) / (2 eps)) (of the truncated kernel in truncated mode)."""
+        if self._log_degrees is None:
+            self._log_degrees = self._engine.log_row_sums(np.zeros(self.n))
+        return self._log_degrees.copy()
+
+    def degrees(self) -> np.ndarray:
+        """Unshifted row sums q_i = sum_j exp(-f_ij / (2 eps)) (>= 1 for metrics; may overflow otherwise)."""
+        with np.errstate(over="ignore"):
+            return np.exp(self.log_degrees())
+
+    def _as_values(self, H, name: str) -> tuple[np.ndarray, bool]:
+        V = np.asarray(H, dtype=np.float64)
+        if V.ndim not in (1, 2) or V.shape[0] != self.n:
+            raise ValueError(f"{name} must have shape ({self.n},) or ({self.n}, k), got shape {V.shape}")
+        if not np.all(np.isfinite(V)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return np.ascontiguousarray(V.reshape(self.n, -1)), V.ndim == 1
+
+    def apply(self, H) -> np.ndarray:
+        """S_eps H (one attention layer on features), H of shape (N,) or (N, k); same shape back."""
+        V, flat = self._as_values(H, "H")
+        r, s = self._ensure_shifts()
+        out = self._engine.weighted_sum(r, s, V)
+        return out[:, 0] if flat else out
+
+    def apply_transpose(self, mu) -> np.ndarray:
+        """mu S_eps (one step of the walkers' random walk), mu of shape (N,) or (N, k); same shape back."""
+        V, flat = self._as_values(mu, "mu")
+        r, s = self._ensure_shifts()
+        out = self._engine.weighted_sum(r, s, V, transpose=True)
+        return out[:, 0] if flat else out
+
+    def displacement(self) -> np.ndarray:
+        """sum_j S_ij (x_j - x_i) with minimum-image differences (N, d): one tokens layer is x + this."""
+        if self.normalization[0] == "row" and self.metric.is_metric and not self.truncated:
+            zero = np.zeros(self.n)  # exact self-term shift: one fused pass, the kernel normalises itself
+            return self._engine.displacement(zero, zero)
+        return self._engine.displacement(*self._ensure_shifts())
+
+    def dense(self) -> np.ndarray:
+        """S_eps as an (N, N) array, for N <= DENSE_LIMIT (20000) only."""
+        if self.n > DENSE_LIMIT:
+            raise ValueError(f"dense() refuses N={self.n} > {DENSE_LIMIT} (an N x N float64 array would need "
+                             f"{self.n * self.n * 8 / 2**30:.1f} GiB); use apply() instead")
+        return self._engine.dense(*self._ensure_shifts())
+
+    def __repr__(self) -> str:
+        mode = f"truncated, nnz={self.nnz}" if self.truncated else "matrix-free"
+        return (f"AttentionOperator(N={self.n}, eps={self.eps:g}, metric={self.metric!r}, domain={self.domain!r}, "
+                f"normalization={self.normalization!r}, backend={self.backend!r}, {mode})")

@@ -1,0 +1,400 @@
+"""Pseudo-metrics f(x, y): how attention scores a pair of tokens (THEORY.md section 1).
+
+One object, two faces (DESIGN.md):
+
+* the particle side scores pairs, ``pairwise(x, y, domain)`` (a NumPy reference; the fast kernels live in
+  :mod:`continuum_attention.attention`);
+* the continuum side reads the Riemannian tensor g(x) of the metric that f induces, ``tensor(points)``,
+  with the convention ``f(x, x + dx) = dx^T g(x) dx + o(|dx|^2)`` (so :class:`Euclidean` gives I and
+  :class:`Mahalanobis` gives M). The attention-limit operator is then
+  ``At H = Delta_g H + 2 <grad log p, grad H>_g``.
+
+Protocol shared by every class here (duck-typed by the PDE solver):
+
+``is_metric`` (bool), ``tensor(points) -> (P, d, d)`` (ValueError for non-metrics), ``constant_tensor``
+((d, d) array for constant metrics, else None), ``pairwise(x, y, domain=None) -> (Px, Py)``,
+``to_config() -> dict`` and :func:`metric_from_config`.
+
+Periodic domains: :class:`Euclidean` and :class:`Mahalanobis` take the minimum image of ``x - y`` on the
+periodic axes of a :class:`~continuum_attention.domains.Torus`. :class:`DotProduct` and :class:`Learned`
+act on raw coordinates (a feature map of a periodic coordinate is the user's responsibility; compose it with
+e.g. ``cos``/``sin`` to make it periodic).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .domains import Domain, as_points
+
+__all__ = [
+    "PseudoMetric",
+    "Euclidean",
+    "Mahalanobis",
+    "DotProduct",
+    "Learned",
+    "ResidualFeatureMap",
+    "metric_from_config",
+    "constant_tensor",
+]
+
+FeatureMap = Callable[[np.ndarray], np.ndarray]
+
+
+def _as_matrix(value, name: str, shape: tuple[int | None, int | None] = (None, None)) -> np.ndarray:
+    """Finite float64 2-D array with an optional required shape; ValueError naming ``name`` otherwise."""
+    a = np.asarray(value, dtype=np.float64)
+    if a.ndim == 0:
+        a = a.reshape(1, 1)
+    if a.ndim != 2 or any(s is not None and s != t for s, t in zip(shape, a.shape)):
+        raise ValueError(f"{name} must be a 2-D matrix of shape {shape}, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite, got {name}={a.tolist()}")
+    return np.ascontiguousarray(a)
+
+
+def _as_vector(value, name: str, size: int) -> np.ndarray:
+    v = np.asarray(value, dtype=np.float64).ravel()
+    if v.size != size or not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} must be a finite vector of length {size}, got {np.asarray(value).tolist()}")
+    return v
+
+
+def _check_dim(points: np.ndarray, dim: int | None, who: str) -> None:
+    if dim is not None and points.shape[1] != dim:
+        raise ValueError(f"points have dimension {points.shape[1]}, but {who} has dimension {dim}")
+
+
+def _differences(x: np.ndarray, y: np.ndarray, domain: Domain | None) -> np.ndarray:
+    """(Px, Py, d) differences x_i - y_j, minimum image on the domain's periodic axes."""
+    diff = x[:, None, :] - y[None, :, :]
+    return diff if domain is None else domain.difference(diff, 0.0)
+
+
+class PseudoMetric:
+    """Base class: a score f(x, y) whose softmax ``exp(-f / (2 eps))`` is the attention kernel.
+
+    Subclasses set ``is_metric`` and implement :meth:`pairwise`, :meth:`to_config` and, for metrics,
+    :meth:`tensor`. ``dim`` is the point dimension when the metric fixes it, else None.
+    """
+
+    is_metric: bool = False
+    #: True when the Riemannian tensor does not depend on x: callers may then evaluate tensor() at one point.
+    is_constant: bool = False
+    dim: int | None = None
+
+    @property
+    def constant_tensor(self) -> np.ndarray | None:
+        """(d, d) Riemannian tensor when it is constant and its dimension is known, else None."""
+        return None
+
+    @property
+    def is_symmetric(self) -> bool:
+        """True when f(x, y) = f(y, x) for all x, y (needed by Sinkhorn normalisation)."""
+        return self.is_metric
+
+    def tensor(self, points) -> np.ndarray:
+        """Riemannian tensor g(x) (P, d, d) with f(x, x + dx) = dx^T g(x) dx + o(|dx|^2)."""
+        raise ValueError(f"{type(self).__name__} is not a metric (is_metric=False): it has no Riemannian tensor")
+
+    def pairwise(self, x, y, domain: Domain | None = None) -> np.ndarray:
+        """Reference values f(x_i, y_j), shape (Px, Py). Memory O(Px Py d): small inputs only."""
+        raise NotImplementedError
+
+    def to_config(self) -> dict:
+        """Plain-data description (numbers, lists, strings) that :func:`metric_from_config` rebuilds."""
+        raise NotImplementedError
+
+    def validate_points(self, points, *, name: str = "points") -> np.ndarray:
+        """Points as (N, d) float64; ValueError if NaN or if the dimension disagrees with the metric."""
+        x = as_points(points, name=name)
+        _check_dim(x, self.dim, repr(self))
+        return x
+
+    def __eq__(self, other) -> bool:
+        try:
+            return type(self) is type(other) and self.to_config() == other.to_config()
+        except ValueError:
+            return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+class Euclidean(PseudoMetric):
+    """Squared Euclidean distance f(x, y) = |x - y|^2 (minimum image on a Torus). Tensor g = I.
+
+    Parameters
+    ----------
+    dim : int, optional
+        Point dimension. Only needed for :attr:`constant_tensor`; without it, use :meth:`tensor` or
+        :func:`constant_tensor` (which take the dimension from the caller).
+    """
+
+    is_metric = True
+
+    def __init__(self, dim: int | None = None):
+        if dim is not None and (int(dim) != dim or dim < 1):
+            raise ValueError(f"dim must be a positive integer or None, got dim={dim!r}")
+        self.dim = None if dim is None else int(dim)
+
+    is_constant = True
+
+    @property
+    def constant_tensor(self) -> np.ndarray | None:
+        return None if self.dim is None else np.eye(self.dim)
+
+    def tensor(self, points) -> np.ndarray:
+        x = self.validate_points(points)
+        return np.broadcast_to(np.eye(x.shape[1]), (x.shape[0], x.shape[1], x.shape[1])).copy()
+
+    def pairwise(self, x, y, domain: Domain | None = None) -> np.ndarray:
+        x, y = self.validate_points(x, name="x"), self.validate_points(y, name="y")
+        return np.sum(_differences(x, y, domain) ** 2, axis=-1)
+
+    def to_config(self) -> dict:
+        return {"type": "Euclidean"} if self.dim is None else {"type": "Euclidean", "dim": self.dim}
+
+    def __repr__(self) -> str:
+        return "Euclidean()" if self.dim is None else f"Euclidean(dim={self.dim})"
+
+
+class Mahalanobis(PseudoMetric):
+    """f(x, y) = (x - y)^T M (x - y) with M symmetric positive definite (minimum image on a Torus).
+
+    The induced metric is constant, g = M, and ``Delta_g H = tr(M^-1 Hess H)`` (THEORY.md section 3).
+    On a Torus the minimum image is taken per coordinate axis before the quadratic form (for a strongly
+    anisotropic M this need not be the image that minimises f; it is the convention of the whole package).
+
+    Parameters
+    ----------
+    M : (d, d) array_like
+        Symmetric (to 1e-12 relative) positive definite matrix.
+    """
+
+    is_metric = True
+    is_constant = True
+
+    def __init__(self, M):
+        M = _as_matrix(M, "M")
+        d = M.shape[0]
+        if M.shape != (d, d):
+            raise ValueError(f"M must be square, got shape {M.shape}")
+        scale = max(float(np.max(np.abs(M))), np.finfo(float).tiny)
+        if np.max(np.abs(M - M.T)) > 1e-12 * scale:
+            raise ValueError(f"M must be symmetric, got M={M.tolist()}")
+        M = 0.5 * (M + M.T)
+        try:
+            self._cholesky = np.linalg.cholesky(M)  # M = L L^T
+        except np.linalg.LinAlgError:
+            raise ValueError(f"M must be positive definite, got M={M.tolist()} "
+                             f"(eigenvalues {np.linalg.eigvalsh(M).tolist()})") from None
+        self.M = M
+        self.dim = d
+
+    @property
+    def cholesky(self) -> np.ndarray:
+        """Lower-triangular L with M = L L^T, so f(x, y) = |L^T (x - y)|^2."""
+        return self._cholesky.copy()
+
+    @property
+    def constant_tensor(self) -> np.ndarray:
+        return self.M.copy()
+
+    def tensor(self, points) -> np.ndarray:
+        x = self.validate_points(points)
+        return np.broadcast_to(self.M, (x.shape[0],) + self.M.shape).copy()
+
+    def pairwise(self, x, y, domain: Domain | None = None) -> np.ndarray:
+        x, y = self.validate_points(x, name="x"), self.validate_points(y, name="y")
+        diff = _differences(x, y, domain)
+        return np.einsum("abi,ij,abj->ab", diff, self.M, diff)
+
+    def to_config(self) -> dict:
+        return {"type": "Mahalanobis", "M": self.M.tolist()}
+
+    def __repr__(self) -> str:
+        return f"Mahalanobis(M={self.M.tolist()})"
+
+
+class DotProduct(PseudoMetric):
+    """Vanilla self-attention score f(x, y) = -x^T Q^T K y = -(Q x) . (K y) (raw coordinates).
+
+    Not a metric in general (``is_metric`` False, no tensor) and not symmetric unless Q^T K is. THEORY's
+    Example 1: Q = K = I on the unit sphere gives f = -x.y = (|x - y|^2 - 2)/2, a metric case up to a
+    constant that cancels in the softmax: there DotProduct(I, I) at eps gives the same S as Euclidean() at
+    2 eps (tested).
+
+    Parameters
+    ----------
+    Q, K : (m, d) array_like
+        Query and key matrices of the same shape.
+    """
+
+    is_metric = False
+
+    def __init__(self, Q, K):
+        Q, K = _as_matrix(Q, "Q"), _as_matrix(K, "K")
+        if Q.shape != K.shape:
+            raise ValueError(f"Q and K must have the same shape, got Q {Q.shape} and K {K.shape}")
+        self.Q, self.K = Q, K
+        self.dim = Q.shape[1]
+
+    @property
+    def is_symmetric(self) -> bool:
+        A = self.Q.T @ self.K
+        return bool(np.max(np.abs(A - A.T)) <= 1e-12 * max(float(np.max(np.abs(A))), 1e-300))
+
+    def queries(self, x: np.ndarray) -> np.ndarray:
+        """q = x Q^T (N, m): f(x_i, x_j) = -q_i . k_j."""
+        return np.ascontiguousarray(x @ self.Q.T)
+
+    def keys(self, x: np.ndarray) -> np.ndarray:
+        """k = x K^T (N, m)."""
+        return np.ascontiguousarray(x @ self.K.T)
+
+    def pairwise(self, x, y, domain: Domain | None = None) -> np.ndarray:
+        x, y = self.validate_points(x, name="x"), self.validate_points(y, name="y")
+        return -(self.queries(x) @ self.keys(y).T)
+
+    def to_config(self) -> dict:
+        return {"type": "DotProduct", "Q": self.Q.tolist(), "K": self.K.tolist()}
+
+    def __repr__(self) -> str:
+        return f"DotProduct(Q={self.Q.tolist()}, K={self.K.tolist()})"
+
+
+class ResidualFeatureMap:
+    """phi(x) = x + W2 tanh(W1 x + b1) + b2 (THEORY.md section 1, metric-attention), NumPy, serialisable.
+
+    The export target of a trained PyTorch layer. Shapes: W1 (h, d), b1 (h,), W2 (d, h), b2 (d,).
+    ``jacobian(x)`` is exact: I + W2 diag(1 - tanh^2) W1.
+    """
+
+    def __init__(self, W1, b1, W2, b2):
+        self.W1 = _as_matrix(W1, "W1")
+        h, d = self.W1.shape
+        self.W2 = _as_matrix(W2, "W2", (d, h))
+        self.b1 = _as_vector(b1, "b1", h)
+        self.b2 = _as_vector(b2, "b2", d)
+        self.dim = d
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        return x + np.tanh(x @ self.W1.T + self.b1) @ self.W2.T + self.b2
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        sech2 = 1.0 - np.tanh(x @ self.W1.T + self.b1) ** 2  # (P, h)
+        return np.eye(self.dim) + np.einsum("ih,ph,hj->pij", self.W2, sech2, self.W1)
+
+    def to_config(self) -> dict:
+        return {"type": "ResidualFeatureMap", "W1": self.W1.tolist(), "b1": self.b1.tolist(),
+                "W2": self.W2.tolist(), "b2": self.b2.tolist()}
+
+    def __repr__(self) -> str:
+        return f"ResidualFeatureMap(d={self.dim}, hidden={self.W1.shape[0]})"
+
+
+class Learned(PseudoMetric):
+    """f(x, y) = |phi(x) - phi(y)|^2 for a feature map phi: (P, d) -> (P, m) (raw coordinates).
+
+    ``is_metric`` is True: the induced tensor is the pull-back g = J^T J, J = d phi / dx (a true Riemannian
+    metric where J has full column rank, e.g. for a residual map with small weights).
+
+    Parameters
+    ----------
+    phi : callable
+        Vectorised NumPy feature map, (P, d) -> (P, m). A :class:`ResidualFeatureMap` (or any object with
+        ``to_config``) makes the metric serialisable.
+    jacobian : callable, optional
+        (P, d) -> (P, m, d). Default: ``phi.jacobian`` when present, else central finite differences with
+        step ``1e-5 * (1 + |x_k|)`` (error O(step^2) ~ 1e-10 relative).
+    """
+
+    is_metric = True
+
+    def __init__(self, phi: FeatureMap, jacobian: Callable[[np.ndarray], np.ndarray] | None = None):
+        if not callable(phi):
+            raise ValueError(f"phi must be callable (P, d) -> (P, m), got {phi!r}")
+        if jacobian is not None and not callable(jacobian):
+            raise ValueError(f"jacobian must be callable (P, d) -> (P, m, d) or None, got {jacobian!r}")
+        self.phi = phi
+        self._jacobian = jacobian if jacobian is not None else getattr(phi, "jacobian", None)
+        self.dim = getattr(phi, "dim", None)
+
+    def features(self, points) -> np.ndarray:
+        """phi(points) as a C-contiguous (P, m) float64 array; ValueError on a bad shape or NaN."""
+        x = self.validate_points(points)
+        z = np.asarray(self.phi(x), dtype=np.float64)
+        if z.ndim == 1:
+            z = z[:, None]
+        if z.ndim != 2 or z.shape[0] != x.shape[0]:
+            raise ValueError(f"phi must map (P, d) to (P, m), got output shape {z.shape} for input {x.shape}")
+        if not np.all(np.isfinite(z)):
+            raise ValueError("phi returned NaN or infinite features")
+        return np.ascontiguousarray(z)
+
+    def jacobian(self, points) -> np.ndarray:
+        """d phi / dx at the points, (P, m, d)."""
+        x = self.validate_points(points)
+        if self._jacobian is not None:
+            return np.asarray(self._jacobian(x), dtype=np.float64)
+        cols = []
+        for k in range(x.shape[1]):
+            h = 1e-5 * (1.0 + np.abs(x[:, k]))
+            step = np.zeros_like(x)
+            step[:, k] = h
+            cols.append((self.features(x + step) - self.features(x - step)) / (2.0 * h[:, None]))
+        return np.stack(cols, axis=-1)
+
+    def tensor(self, points) -> np.ndarray:
+        J = self.jacobian(points)
+        return np.einsum("pmi,pmj->pij", J, J)
+
+    def pairwise(self, x, y, domain: Domain | None = None) -> np.ndarray:
+        zx, zy = self.features(x), self.features(y)
+        return np.sum((zx[:, None, :] - zy[None, :, :]) ** 2, axis=-1)
+
+    def to_config(self) -> dict:
+        if not hasattr(self.phi, "to_config"):
+            raise ValueError(f"Learned(phi={self.phi!r}) cannot be serialised: phi has no to_config(); "
+                             "use a ResidualFeatureMap")
+        return {"type": "Learned", "phi": self.phi.to_config()}
+
+    def __repr__(self) -> str:
+        return f"Learned(phi={self.phi!r})"
+
+
+def _feature_map_from_config(cfg: dict) -> ResidualFeatureMap:
+    cfg = dict(cfg)
+    if cfg.pop("type", None) != "ResidualFeatureMap":
+        raise ValueError(f"phi config must have type='ResidualFeatureMap', got {cfg!r}")
+    return ResidualFeatureMap(**cfg)
+
+
+def metric_from_config(cfg: dict) -> PseudoMetric:
+    """Rebuild a pseudo-metric from :meth:`PseudoMetric.to_config` output (or a TOML table of that shape)."""
+    cfg = dict(cfg)
+    kind = cfg.pop("type", None)
+    builders = {
+        "Euclidean": lambda c: Euclidean(**c),
+        "Mahalanobis": lambda c: Mahalanobis(**c),
+        "DotProduct": lambda c: DotProduct(**c),
+        "Learned": lambda c: Learned(_feature_map_from_config(c["phi"])),
+    }
+    if kind not in builders:
+        raise ValueError(f"metric type must be one of {sorted(builders)}, got type={kind!r}")
+    try:
+        return builders[kind](cfg)
+    except (TypeError, KeyError) as exc:
+        raise ValueError(f"bad parameters for {kind}: {cfg!r} ({exc!r})") from None
+
+
+def constant_tensor(metric: PseudoMetric, dim: int) -> np.ndarray | None:
+    """(dim, dim) tensor of a constant metric (Euclidean without a dim included), else None."""
+    if not metric.is_constant:
+        return None
+    return np.asarray(metric.tensor(np.zeros((1, dim))), dtype=np.float64)[0]

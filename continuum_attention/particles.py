@@ -1,0 +1,195 @@
+"""Particle dynamics of stacked attention layers (THEORY.md section 2).
+
+Three modes, each layer one explicit Euler step of length eps/2 (t = K eps / 2 after K layers):
+
+* ``"features"``: points fixed, H <- S_eps H (backward/Kolmogorov equation dH/dt = At H in the limit);
+* ``"walkers"``: a probability vector mu <- mu S_eps (forward/Fokker-Planck equation; stationary mu_i
+  proportional to the degrees, continuum density proportional to p^2);
+* ``"tokens"``: x_i <- x_i + sum_j S_ij (x_j - x_i) with minimum-image differences, S recomputed from the
+  moved points every layer. On R^d this is x <- S x; for the Euclidean metric it is blurring mean-shift,
+  x <- x + eps grad log p_hat_eps(x) with p_hat_eps the Gaussian KDE of variance eps.
+
+Everything is deterministic: no random numbers, and the kernels sum every entry in a fixed order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .attention import AttentionOperator
+from .domains import Domain
+
+__all__ = ["ParticleSolver", "ParticleSolution", "MODES"]
+
+MODES = ("features", "walkers", "tokens")
+
+
+@dataclass
+class ParticleSolution:
+    """Snapshots of a particle run.
+
+    Attributes
+    ----------
+    times : (n_snap,) array
+        t = K eps / 2 at the snapshot layers.
+    layers : (n_snap,) int array
+        Layer counts K of the snapshots (0 is the initial state).
+    values : array
+        features (n_snap, N) or (n_snap, N, k); walkers (n_snap, N); tokens the positions (n_snap, N, d)
+        (the same array as ``points``).
+    points : array
+        (N, d) for features and walkers; (n_snap, N, d) for tokens.
+    eps : float
+    mode : str
+    metadata : dict
+        Plain data: normalization, backend, truncation, metric and domain configurations (when serialisable).
+    """
+
+    times: np.ndarray
+    layers: np.ndarray
+    values: np.ndarray
+    points: np.ndarray
+    eps: float
+    mode: str
+    metadata: dict = field(default_factory=dict)
+
+
+def _layers_for(eps: float, t_final, n_layers) -> int:
+    """Number of layers K from exactly one of t_final (a multiple of eps/2) and n_layers."""
+    if (t_final is None) == (n_layers is None):
+        raise ValueError(f"give exactly one of t_final and n_layers, got t_final={t_final!r}, n_layers={n_layers!r}")
+    if n_layers is not None:
+        if int(n_layers) != n_layers or n_layers < 0:
+            raise ValueError(f"n_layers must be a non-negative integer, got n_layers={n_layers!r}")
+        return int(n_layers)
+    t = float(t_final)
+    if not (math.isfinite(t) and t >= 0.0):
+        raise ValueError(f"t_final must be a non-negative number, got t_final={t_final!r}")
+    k = round(t / (eps / 2.0))
+    if abs(k * eps / 2.0 - t) > 1e-9 * max(t, eps / 2.0):
+        raise ValueError(f"t_final={t_final!r} is not a multiple of the layer time eps/2={eps / 2.0!r} "
+                         f"(within 1e-9 relative); nearest: n_layers={k}, t_final={k * eps / 2.0!r}")
+    return int(k)
+
+
+def _snapshot_layers(n_layers: int, n_snapshots: int) -> np.ndarray:
+    if int(n_snapshots) != n_snapshots or n_snapshots < 1:
+        raise ValueError(f"n_snapshots must be a positive integer, got n_snapshots={n_snapshots!r}")
+    if n_snapshots == 1:
+        return np.array([n_layers])
+    return np.unique(np.round(np.linspace(0, n_layers, int(n_snapshots))).astype(np.int64))
+
+
+class ParticleSolver:
+    """Stacked attention layers on N points: features, walkers or tokens (see the module docstring).
+
+    Parameters
+    ----------
+    points : (N, d) array_like
+        Sample points (for tokens: the initial positions unless ``run`` is given others).
+    eps : float
+        Kernel scale; one layer advances time by eps/2.
+    metric, domain, normalization, truncate, tolerance, backend :
+        Passed to :class:`~continuum_attention.attention.AttentionOperator`.
+    mode : "features", "walkers" or "tokens"
+    """
+
+    def __init__(self, points, eps: float, *, metric=None, domain: Domain | None = None, mode: str = "features",
+                 normalization="row", truncate: bool | str = False, tolerance: float = 1e-12,
+                 backend: str = "numba"):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got mode={mode!r}")
+        self.mode = mode
+        self._options = dict(metric=metric, domain=domain, normalization=normalization, truncate=truncate,
+                             tolerance=tolerance, backend=backend)
+        # Built once for features/walkers; for tokens it validates the input and gives layer 0.
+        self.operator = AttentionOperator(points, eps, **self._options)
+        self.eps, self.points, self.n = self.operator.eps, self.operator.points, self.operator.n
+
+    # ----------------------------------------------------------------------------------- initial data
+    def _initial(self, initial) -> np.ndarray:
+        if self.mode == "tokens":
+            if initial is None:
+                return self.points.copy()
+            if callable(initial):
+                raise ValueError("initial for mode='tokens' must be None or an (N, d) array of positions")
+            return AttentionOperator(initial, self.eps, **self._options).points
+        values = initial(self.points) if callable(initial) else initial
+        if values is None:
+            raise ValueError(f"initial is required for mode={self.mode!r}")
+        values = np.array(values, dtype=np.float64)
+        if values.ndim not in (1, 2) or values.shape[0] != self.n:
+            raise ValueError(f"initial must have shape ({self.n},) or ({self.n}, k), got shape {values.shape}")
+        if not np.all(np.isfinite(values)):
+            raise ValueError("initial contains NaN or infinite values")
+        if self.mode == "walkers":
+            self._check_probability(values)
+        return values
+
+    def _check_probability(self, mu: np.ndarray) -> None:
+        if mu.ndim != 1:
+            raise ValueError(f"initial for walkers must be a probability vector of shape ({self.n},), got {mu.shape}")
+        if np.any(mu < 0):
+            raise ValueError(f"initial for walkers has negative entries (min {mu.min():.3e})")
+        if abs(mu.sum() - 1.0) > 1e-10:
+            raise ValueError(f"initial for walkers must sum to 1 (within 1e-10), got sum {mu.sum()!r}")
+
+    # ----------------------------------------------------------------------------------------- layers
+    def _step(self, state: np.ndarray) -> np.ndarray:
+        if self.mode == "features":
+            return self.operator.apply(state)
+        if self.mode == "walkers":
+            return self.operator.apply_transpose(state)
+        op = AttentionOperator(state, self.eps, **self._options)
+        return op.domain.wrap(state + op.displacement())
+
+    def run(self, initial=None, *, t_final: float | None = None, n_layers: int | None = None,
+            n_snapshots: int = 11, progress: bool | None = None) -> ParticleSolution:
+        """Apply K layers and keep ``n_snapshots`` evenly spaced states (layer 0 and layer K included).
+
+        Parameters
+        ----------
+        initial : callable or array
+            features: H0 (N,) or (N, k), or a callable of the points returning it; walkers: a probability
+            vector (N,) (non-negative, sum 1); tokens: None (the solver's points) or (N, d) positions.
+        t_final : float, optional
+            Final time; must be a multiple of eps/2 within 1e-9 relative (ValueError naming the nearest
+            valid n_layers otherwise). Exactly one of t_final and n_layers.
+        n_layers : int, optional
+            Number of layers K (t = K eps / 2).
+        n_snapshots : int
+            Number of stored states (1: the final state only).
+        progress : bool, optional
+            tqdm progress bar; None shows it only on a terminal, False never.
+        """
+        K = _layers_for(self.eps, t_final, n_layers)
+        keep = _snapshot_layers(K, n_snapshots)
+        state = self._initial(initial)
+        snaps = [state.copy()] if keep[0] == 0 else []
+        wanted = set(keep.tolist())
+        bar = tqdm(total=K, disable=None if progress is None else not progress, desc=f"{self.mode} layers")
+        with bar:
+            for layer in range(1, K + 1):
+                state = self._step(state)
+                if layer in wanted:
+                    snaps.append(state.copy())
+                bar.update(1)
+        values = np.stack(snaps)
+        points = values if self.mode == "tokens" else self.points
+        return ParticleSolution(times=keep * (self.eps / 2.0), layers=keep, values=values, points=points,
+                                eps=self.eps, mode=self.mode, metadata=self._metadata())
+
+    def _metadata(self) -> dict:
+        op = self.operator
+        meta = {"n": self.n, "normalization": list(op.normalization), "backend": op.backend,
+                "truncated": op.truncated, "tolerance": op.tolerance, "domain": op.domain.to_config()}
+        try:
+            meta["metric"] = op.metric.to_config()
+        except ValueError:
+            meta["metric"] = repr(op.metric)
+        return meta
