@@ -5,21 +5,36 @@ is an explicit Euler step of length eps/2 of dH/dt = Delta_g H + 2 <grad log p, 
 See ``docs/theory.md`` for the conventions.
 """
 
-from .domains import Box, Domain, Euclidean, Torus
+from . import densities, metrics
+from .attention import AttentionOperator
 from .densities import Density
+from .domains import Box, Domain, Euclidean, Torus
 from .grid import Grid
+from .metrics import DotProduct, Learned, Mahalanobis
+from .particles import ParticleSolution, ParticleSolver
 from .pde import AttentionLimitPDE, PDESolution
+from .problem import Problem
 
 __version__ = "0.1.0"
 
+# ``Euclidean`` is the domain R^d; the Euclidean pseudo-metric is ``metrics.Euclidean``.
 __all__ = [
     "AttentionLimitPDE",
+    "AttentionOperator",
     "Box",
     "Density",
     "Domain",
+    "DotProduct",
     "Euclidean",
     "Grid",
+    "Learned",
+    "Mahalanobis",
+    "ParticleSolution",
+    "ParticleSolver",
     "PDESolution",
+    "Problem",
     "Torus",
+    "densities",
+    "metrics",
     "__version__",
 ]

@@ -49,6 +49,91 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _problem_and_output(config: dict):
+    from .problem import Problem
+
+    problem = Problem.from_config(config["problem"])
+    if problem.initial is None:
+        raise CLIError("[problem] needs an 'initial' expression, e.g. initial = \"cos(2*pi*x)\"")
+    out = config["output"]
+    return problem, Path(out["dir"]), out["name"]
+
+
+def _save_figure(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .compare import run_problem
+    from .config import load_config
+    from .plotting import plot_run
+    from .storage import save_result
+
+    config = load_config(args.config, "run")
+    problem, out, name = _problem_and_output(config)
+    part, pde = config["particles"], config["pde"]
+    result = run_problem(
+        problem, part["N"], part["eps"], part["seed"], mode=part["mode"], grid_shape=pde["shape"],
+        method=pde["method"], truncate=part["truncate"],
+    )
+    h5 = save_result(out / "results" / f"{name}.h5", result)
+    png = _save_figure(plot_run(result), out / "figures" / f"{name}.png")
+    print(f"{'mode':12s} {result.mode}\n{'N':12s} {part['N']}\n{'eps':12s} {part['eps']}\n{'t_final':12s} {problem.t_final}")
+    for key, value in result.errors.items():
+        print(f"{key:12s} {value:.6g}")
+    print(f"wrote {h5} and {png}")
+    return 0
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from . import compare
+    from .config import load_config
+    from .plotting import plot_convergence
+
+    config = load_config(args.config, "study")
+    problem, out, name = _problem_and_output(config)
+    study, pde = config["study"], config["pde"]
+    measures = {
+        "consistency": lambda N, eps, seed: compare.consistency_error(problem, N, eps, seed),
+        "propagation": lambda N, eps, seed: compare.propagation_error(problem, N, eps, seed, solution=solution),
+        "walkers": lambda N, eps, seed: compare.walker_error(problem, N, eps, seed, solution=solution),
+    }
+    if study["quantity"] not in measures:
+        raise CLIError(f"[study] quantity must be one of {sorted(measures)}, got {study['quantity']!r}")
+    solution = None
+    if study["quantity"] != "consistency":
+        form = "features" if study["quantity"] == "propagation" else "walkers"
+        solution = compare._pde(problem, form, pde["shape"]).solve(problem.initial, problem.t_final, method=pde["method"], n_snapshots=2)
+    seeds = study["seeds"] if isinstance(study["seeds"], list) else list(range(int(study["seeds"])))
+    sweep = compare.ConvergenceStudy(
+        measures[study["quantity"]], study["N"], study["eps"], seeds, key=study["key"],
+        path=out / "results" / f"{name}.h5", config={"problem": problem.to_config(), "study": study, "pde": pde},
+    )
+    result = sweep.run()
+    png = _save_figure(plot_convergence(result, title=name, ylabel=f"{study['quantity']} error ({study['key']})"), out / "figures" / f"{name}.png")
+    print("N \\ eps " + " ".join(f"{e:>11.3g}" for e in result.eps_values))
+    for n, row in zip(result.N_values, result.mean):
+        print(f"{n:<8d} " + " ".join(f"{v:11.4g}" for v in row))
+    if len(result.N_values) > 1:
+        for j, eps in enumerate(result.eps_values):
+            slope, err = result.slope_in_N(j)
+            print(f"slope in N at eps={eps:.3g}: {slope:.3f} +- {err:.3f}")
+    print(f"wrote {out / 'results' / (name + '.h5')} and {png}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .plotting import plot_result_file
+
+    path = Path(args.result)
+    target = Path(args.output) if args.output else path.with_suffix(".png")
+    _save_figure(plot_result_file(path), target)
+    print(f"wrote {target}")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="continuum-attention", description="Attention as a drift-diffusion PDE: particles, PDE, convergence.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -67,6 +152,19 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base random seed")
     p.add_argument("--force", action="store_true", help="rerun studies that already have results")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("run", help="one problem: particles, PDE, comparison, HDF5 and PNG")
+    p.add_argument("config", help="TOML file with [problem], [particles], [pde], [output]")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("study", help="a convergence sweep over N, eps and seeds (resumable)")
+    p.add_argument("config", help="TOML file with [problem], [study], [pde], [output]")
+    p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser("plot", help="draw a stored result")
+    p.add_argument("result", help="an HDF5 file written by run, study or reproduce")
+    p.add_argument("-o", "--output", help="PNG path (default: next to the result)")
+    p.set_defaults(func=_cmd_plot)
     return parser
 
 

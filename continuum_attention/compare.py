@@ -1,0 +1,530 @@
+"""Where particles meet the PDE: errors, convergence studies and rate fits (THEORY.md section 4).
+
+* :func:`limit_operator` -- At f = (p^2 sqrt|g|)^-1 d_i(p^2 sqrt|g| g^ij d_j f) at arbitrary points, by
+  finite differences of a callable f (p = q / sqrt|g|, q the sampling density).
+* :func:`consistency_error` -- (S_eps - I) f / (eps/2) against At f at the sample points.
+* :func:`propagation_error` -- K attention layers against the PDE at t = K eps / 2.
+* :func:`walker_error` -- the walkers' mass as a density against the Fokker-Planck solution (L1, and W1 in 1-D).
+* :class:`ConvergenceStudy` -- a sweep over N, eps and seeds with resumable HDF5 cells, confidence intervals,
+  fitted slopes and the empirical best eps(N).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .domains import Torus
+from .problem import Problem
+from .storage import finished_cells, read_cells, register_result, save_result, write_cell
+
+__all__ = [
+    "limit_operator",
+    "consistency_error",
+    "propagation_error",
+    "walker_error",
+    "ErrorResult",
+    "ConvergenceStudy",
+    "ConvergenceResult",
+    "fit_slope",
+    "circular_wasserstein1",
+    "n_layers_for",
+    "RunResult",
+    "run_problem",
+]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The limit operator at points
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _inverse_tensor(metric, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """g^-1 (M, d, d) and sqrt|g| (M,) at points (Euclidean when metric is None)."""
+    m, d = points.shape
+    if metric is None:
+        return np.broadcast_to(np.eye(d), (m, d, d)), np.ones(m)
+    if not getattr(metric, "is_metric", False):
+        raise ValueError(f"{metric!r} is not a metric: it has no attention-limit PDE (THEORY section 3)")
+    g = np.asarray(metric.tensor(points), dtype=np.float64).reshape(m, d, d)
+    return np.linalg.inv(g), np.sqrt(np.linalg.det(g))
+
+
+def limit_operator(
+    f: Callable[[np.ndarray], np.ndarray], density, points, metric=None, *, step: float | None = None
+) -> np.ndarray:
+    """At f at the given points, by central finite differences (error O(step^2)).
+
+    At f = (p^2 sqrt|g|)^-1 d_i( p^2 sqrt|g| g^ij d_j f ) with p = q / sqrt|g| (THEORY section 3), i.e.
+    At f = w^-1 div(w g^-1 grad f) with w = q^2 / sqrt|g|. Units: 1/length^2 times those of f; one attention
+    layer advances time by eps/2 along dH/dt = At H.
+    """
+    domain = density.domain
+    x = domain.validate_points(points) if domain.bounded else np.asarray(points, dtype=np.float64)
+    d = x.shape[1]
+    scale = float(np.min(domain.lengths)) if domain.bounded else 1.0
+    h = step if step is not None else 2e-4 * scale
+
+    def fw(y):
+        return np.asarray(f(domain.wrap(y)), dtype=np.float64)
+
+    def grad(fn, y):
+        out = np.empty_like(y)
+        for i in range(d):
+            e = np.zeros(d)
+            e[i] = h
+            out[:, i] = (fn(y + e) - fn(y - e)) / (2 * h)
+        return out
+
+    constant = metric is None or getattr(metric, "is_constant", False)
+    if constant:
+        ginv, _ = _inverse_tensor(metric, x[:1])
+        ginv = ginv[0]
+        hess_term = np.zeros(len(x))
+        f0 = fw(x)
+        for i, j in itertools.product(range(d), range(d)):
+            if ginv[i, j] == 0:
+                continue
+            ei, ej = np.eye(d)[i] * h, np.eye(d)[j] * h
+            if i == j:
+                second = (fw(x + ei) - 2 * f0 + fw(x - ei)) / h**2
+            else:
+                second = (fw(x + ei + ej) - fw(x + ei - ej) - fw(x - ei + ej) + fw(x - ei - ej)) / (4 * h**2)
+            hess_term += ginv[i, j] * second
+        glog = density.grad_log_pdf(domain.wrap(x))  # grad log p = grad log q for constant g
+        return hess_term + 2 * np.einsum("mi,ij,mj->m", glog, ginv, grad(fw, x))
+
+    def flux(y):  # w g^-1 grad f, w = q^2 / sqrt|g|
+        yw = domain.wrap(y)
+        ginv, sqrtg = _inverse_tensor(metric, yw)
+        w = density.pdf(yw) ** 2 / sqrtg
+        return w[:, None] * np.einsum("mij,mj->mi", ginv, grad(fw, y))
+
+    div = np.zeros(len(x))
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = h
+        div += (flux(x + e)[:, i] - flux(x - e)[:, i]) / (2 * h)
+    _, sqrtg = _inverse_tensor(metric, domain.wrap(x))
+    return div / (density.pdf(domain.wrap(x)) ** 2 / sqrtg)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors for one (N, eps, seed)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ErrorResult:
+    """Errors of one particle run against the continuum reference, at the sample points.
+
+    ``rms`` and ``max`` are absolute; ``relative`` is rms divided by the RMS of the reference.
+    """
+
+    quantity: str
+    N: int
+    eps: float
+    seed: int
+    rms: float
+    max: float
+    relative: float
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"rms": self.rms, "max": self.max, "relative": self.relative, **self.extra}
+
+
+def _errors(quantity, N, eps, seed, approx, exact, **extra) -> ErrorResult:
+    diff = np.asarray(approx) - np.asarray(exact)
+    rms = float(np.sqrt(np.mean(diff**2)))
+    ref = float(np.sqrt(np.mean(np.asarray(exact) ** 2)))
+    return ErrorResult(quantity, int(N), float(eps), int(seed), rms, float(np.max(np.abs(diff))), rms / ref if ref > 0 else np.inf, extra)
+
+
+def _check_positive(name: str, value: float) -> float:
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {name}={value!r}")
+    return float(value)
+
+
+def consistency_error(
+    problem: Problem, N: int, eps: float, seed: int = 0, *, f: Callable | None = None, operator_kwargs: dict | None = None
+) -> ErrorResult:
+    """Pointwise consistency error | (S_eps - I) f / (eps/2) - At f | at N sample points.
+
+    Expected (THEORY section 4): bias O(eps) plus sampling error O(N^-1/2 eps^-(1/2 + d/4)).
+    ``f`` defaults to the problem's initial condition.
+    """
+    from .attention import AttentionOperator
+
+    eps = _check_positive("eps", eps)
+    f = f if f is not None else problem.initial
+    if f is None:
+        raise ValueError("consistency_error needs a test function f (or a problem with an initial condition)")
+    points = problem.density.sample(int(N), seed)
+    op = AttentionOperator(points, eps, metric=problem.metric, domain=problem.domain, **(operator_kwargs or {}))
+    fx = f(points)
+    discrete = (op.apply(fx) - fx) / (eps / 2)
+    exact = limit_operator(f, problem.density, points, problem.metric)
+    return _errors("consistency", N, eps, seed, discrete, exact)
+
+
+def _pde(problem: Problem, form: str, grid_shape):
+    from .grid import Grid
+    from .pde import AttentionLimitPDE
+
+    if not problem.domain.bounded:
+        raise ValueError(f"the PDE needs a bounded domain (Torus or Box), got {problem.domain!r}")
+    return AttentionLimitPDE(Grid(problem.domain, grid_shape), problem.density, metric=problem.metric, form=form)
+
+
+def n_layers_for(t_final: float, eps: float) -> int:
+    """Number of layers K with K eps / 2 = t_final; refuses a t_final that is not such a multiple (1e-9)."""
+    k = t_final / (eps / 2)
+    K = int(round(k))
+    if K < 1 or abs(k - K) > 1e-9 * max(1.0, k):
+        raise ValueError(f"t_final={t_final} is not a whole number of layers of length eps/2={eps / 2} (ratio {k})")
+    return K
+
+
+def _features_run(problem, N, eps, seed, solution, grid_shape, method, operator_kwargs):
+    from .particles import ParticleSolver
+
+    eps = _check_positive("eps", eps)
+    K = n_layers_for(problem.t_final, eps)
+    if solution is None:
+        solution = _pde(problem, "features", grid_shape).solve(problem.initial, problem.t_final, method=method, n_snapshots=2)
+    points = problem.density.sample(int(N), seed)
+    solver = ParticleSolver(points, eps, metric=problem.metric, domain=problem.domain, mode="features", **(operator_kwargs or {}))
+    values = solver.run(problem.initial, n_layers=K, n_snapshots=2, progress=False).values[-1]
+    exact = solution.interpolate(points, index=-1)
+    return points, values, exact, _errors("propagation", N, eps, seed, values, exact, layers=K)
+
+
+def propagation_error(
+    problem: Problem,
+    N: int,
+    eps: float,
+    seed: int = 0,
+    *,
+    grid_shape: int | Sequence[int] = 256,
+    method: str = "crank-nicolson",
+    solution=None,
+    operator_kwargs: dict | None = None,
+) -> ErrorResult:
+    """K = t_final / (eps/2) attention layers on N points against the PDE solution at t_final.
+
+    ``solution`` may pass a precomputed :class:`~continuum_attention.pde.PDESolution` (it does not depend on
+    N, eps or the seed) to save work in sweeps.
+    """
+    return _features_run(problem, N, eps, seed, solution, grid_shape, method, operator_kwargs)[-1]
+
+
+def circular_wasserstein1(x: np.ndarray, wx: np.ndarray, y: np.ndarray, wy: np.ndarray, length: float) -> float:
+    """W1 between two weighted measures on a circle of the given length (Rabin et al.: median shift of CDFs)."""
+    pts = np.concatenate([np.mod(x, length), np.mod(y, length)])
+    wts = np.concatenate([wx / wx.sum(), -wy / wy.sum()])
+    order = np.argsort(pts, kind="stable")
+    pts, cdf = pts[order], np.cumsum(wts[order])
+    gaps = np.diff(np.append(pts, length + pts[0]))
+    # minimise sum |cdf - c| gaps over c: a weighted median of cdf
+    o = np.argsort(cdf)
+    cw = np.cumsum(gaps[o])
+    c = cdf[o][np.searchsorted(cw, 0.5 * cw[-1])]
+    return float(np.sum(np.abs(cdf - c) * gaps))
+
+
+def _walkers_run(problem, N, eps, seed, solution, grid_shape, method, operator_kwargs):
+    from .particles import ParticleSolver
+
+    eps = _check_positive("eps", eps)
+    K = n_layers_for(problem.t_final, eps)
+    if solution is None:
+        solution = _pde(problem, "walkers", grid_shape).solve(problem.initial, problem.t_final, method=method, n_snapshots=2)
+    points = problem.density.sample(int(N), seed)
+    q = problem.density.pdf(points)
+    _, sqrtg = _inverse_tensor(problem.metric, points)
+    mu0 = problem.initial(points) * sqrtg / q
+    if np.any(mu0 < 0):
+        raise ValueError("the walkers' initial density must be non-negative")
+    solver = ParticleSolver(points, eps, metric=problem.metric, domain=problem.domain, mode="walkers", **(operator_kwargs or {}))
+    mu = solver.run(mu0 / mu0.sum(), n_layers=K, n_snapshots=2, progress=False).values[-1]
+    rho_hat = mu * N * q / sqrtg
+    grid = solution.grid
+    mass = grid.integrate(solution.values[-1] * _inverse_tensor(problem.metric, grid.points)[1].reshape(grid.shape))
+    rho = solution.interpolate(points, index=-1) / mass
+    extra = {"l1": float(np.mean(np.abs(rho_hat - rho) * sqrtg / q)), "layers": K}
+    if problem.dim == 1:
+        nodes = grid.points[:, 0]
+        weights = np.clip(solution.values[-1].ravel(), 0, None)
+        if isinstance(problem.domain, Torus):
+            extra["w1"] = circular_wasserstein1(points[:, 0], mu, nodes, weights, float(problem.domain.lengths[0]))
+        else:
+            from scipy.stats import wasserstein_distance
+
+            extra["w1"] = float(wasserstein_distance(points[:, 0], nodes, mu, weights))
+    return points, rho_hat, rho, _errors("walkers", N, eps, seed, rho_hat, rho, **extra)
+
+
+def walker_error(
+    problem: Problem,
+    N: int,
+    eps: float,
+    seed: int = 0,
+    *,
+    grid_shape: int | Sequence[int] = 256,
+    method: str = "crank-nicolson",
+    solution=None,
+    operator_kwargs: dict | None = None,
+) -> ErrorResult:
+    """Walkers' density against the Fokker-Planck solution at t_final (L1 error; W1 too in 1-D).
+
+    The walkers start from mu_i proportional to rho0(x_i) sqrt|g(x_i)| / q(x_i), the mass of rho0 in the
+    cell of x_i (rho0 = the problem's initial condition, normalised); after K layers
+    rho_hat(x_i) = mu_i N q(x_i) / sqrt|g(x_i)|. The L1 error int |rho_hat - rho| dvol_g is estimated by its
+    Monte Carlo mean over the sample points (``extra['l1']``); ``rms``/``max`` are pointwise.
+    """
+    return _walkers_run(problem, N, eps, seed, solution, grid_shape, method, operator_kwargs)[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sweeps and rates
+# ---------------------------------------------------------------------------------------------------------
+
+
+def fit_slope(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Least-squares slope of log y against log x and its standard error (0 with two points)."""
+    lx, ly = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
+    if lx.size < 2:
+        raise ValueError(f"a slope needs at least two points, got {lx.size}")
+    A = np.vstack([lx, np.ones_like(lx)]).T
+    coef, *_ = np.linalg.lstsq(A, ly, rcond=None)
+    if lx.size == 2:
+        return float(coef[0]), 0.0
+    resid = ly - A @ coef
+    s2 = resid @ resid / (lx.size - 2)
+    cov = s2 * np.linalg.inv(A.T @ A)
+    return float(coef[0]), float(np.sqrt(cov[0, 0]))
+
+
+def _cell_key(N: int, eps: float) -> str:
+    return f"N={int(N)}_eps={float(eps):.6e}"
+
+
+@register_result
+@dataclass
+class ConvergenceResult:
+    """Errors of a sweep: ``errors[i, j, s]`` for N_values[i], eps_values[j], seeds[s].
+
+    ``mean`` and the 95% confidence half-width ``ci`` (Student t over seeds) are per (N, eps) cell.
+    """
+
+    N_values: np.ndarray
+    eps_values: np.ndarray
+    seeds: np.ndarray
+    errors: np.ndarray
+    config: dict = field(default_factory=dict)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.errors.mean(axis=2)
+
+    @property
+    def ci(self) -> np.ndarray:
+        from scipy.stats import t
+
+        s = self.errors.shape[2]
+        if s < 2:
+            return np.full(self.mean.shape, np.nan)
+        return t.ppf(0.975, s - 1) * self.errors.std(axis=2, ddof=1) / np.sqrt(s)
+
+    def slope_in_N(self, eps_index: int = 0) -> tuple[float, float]:
+        """Fitted exponent a in error ~ N^a at eps_values[eps_index], with its standard error."""
+        return fit_slope(self.N_values, self.mean[:, eps_index])
+
+    def slope_in_eps(self, N_index: int = -1) -> tuple[float, float]:
+        """Fitted exponent b in error ~ eps^b at N_values[N_index], with its standard error."""
+        return fit_slope(self.eps_values, self.mean[N_index, :])
+
+    def best_eps(self) -> np.ndarray:
+        """Empirical eps*(N): minimiser of the mean error, refined by a parabola in (log eps, log error)."""
+        out = np.empty(len(self.N_values))
+        le = np.log(self.eps_values)
+        for i, row in enumerate(np.log(self.mean)):
+            j = int(np.argmin(row))
+            if 0 < j < len(le) - 1:
+                c = np.polyfit(le[j - 1 : j + 2], row[j - 1 : j + 2], 2)
+                out[i] = np.exp(np.clip(-c[1] / (2 * c[0]), le[j - 1], le[j + 1])) if c[0] > 0 else np.exp(le[j])
+            else:
+                out[i] = np.exp(le[j])
+        return out
+
+    def best_error(self) -> np.ndarray:
+        """Smallest mean error over the eps grid, per N."""
+        return self.mean.min(axis=1)
+
+    def best_eps_exponent(self) -> tuple[float, float]:
+        """Fitted exponent c in eps*(N) ~ N^c (theory: -1/(3 + d/2))."""
+        return fit_slope(self.N_values, self.best_eps())
+
+    def to_storage(self):
+        arrays = {"N_values": self.N_values, "eps_values": self.eps_values, "seeds": self.seeds, "errors": self.errors}
+        return arrays, self.config
+
+    @classmethod
+    def from_storage(cls, arrays, config):
+        return cls(arrays["N_values"], arrays["eps_values"], arrays["seeds"], arrays["errors"], dict(config))
+
+
+class ConvergenceStudy:
+    """A sweep of ``measure(N, eps, seed) -> float`` over a grid of N, eps and seeds.
+
+    With ``path`` every finished (N, eps) cell is written to HDF5 atomically as it completes, and a rerun
+    skips the cells already there (an interrupted sweep resumes where it stopped). The constructor only
+    stores its parameters.
+
+    Parameters
+    ----------
+    measure : callable
+        ``measure(N, eps, seed)`` returning the error (a float, or an :class:`ErrorResult`, whose ``key``
+        field is used).
+    N_values, eps_values : sequences
+    seeds : sequence of int
+    key : str
+        Field of an ErrorResult used as the error ("rms", "max", "relative", or an ``extra`` entry).
+    path : path, optional
+        HDF5 file for resumable cells.
+    config : dict
+        Stored with the cells (describe the problem here so the sweep can be rerun).
+    """
+
+    def __init__(
+        self,
+        measure: Callable[[int, float, int], Any],
+        N_values: Sequence[int],
+        eps_values: Sequence[float],
+        seeds: Sequence[int] = (0,),
+        *,
+        key: str = "rms",
+        path: str | Path | None = None,
+        config: dict | None = None,
+    ):
+        self.measure = measure
+        self.N_values = N_values
+        self.eps_values = eps_values
+        self.seeds = seeds
+        self.key = key
+        self.path = path
+        self.config = config
+
+    def _validated(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        N = np.asarray(self.N_values, dtype=np.int64)
+        eps = np.asarray(self.eps_values, dtype=np.float64)
+        seeds = np.asarray(self.seeds, dtype=np.int64)
+        if N.ndim != 1 or N.size == 0 or np.any(N < 1):
+            raise ValueError(f"N_values must be positive integers, got N_values={self.N_values!r}")
+        if eps.ndim != 1 or eps.size == 0 or not np.all(np.isfinite(eps)) or np.any(eps <= 0):
+            raise ValueError(f"eps_values must be positive, got eps_values={self.eps_values!r}")
+        if seeds.ndim != 1 or seeds.size == 0:
+            raise ValueError(f"seeds must be a non-empty sequence, got seeds={self.seeds!r}")
+        return N, eps, seeds
+
+    def _value(self, out: Any) -> float:
+        if isinstance(out, ErrorResult):
+            return float(out.as_dict()[self.key])
+        return float(out)
+
+    def run(self, *, progress: bool | None = None) -> ConvergenceResult:
+        """Measure every cell not already stored; return the full :class:`ConvergenceResult`."""
+        from tqdm.auto import tqdm
+
+        N, eps, seeds = self._validated()
+        config = {**(self.config or {}), "N_values": N.tolist(), "eps_values": eps.tolist(), "seeds": seeds.tolist(), "key": self.key}
+        done = finished_cells(self.path) if self.path else set()
+        stored = read_cells(self.path) if self.path and done else {}
+        errors = np.empty((N.size, eps.size, seeds.size))
+        cells = list(itertools.product(range(N.size), range(eps.size)))
+        bar = tqdm(cells, desc="convergence", disable=None if progress is None else not progress)
+        for i, j in bar:
+            key = _cell_key(N[i], eps[j])
+            if key in done:
+                errors[i, j] = stored[key]["errors"]
+                continue
+            errors[i, j] = [self._value(self.measure(int(N[i]), float(eps[j]), int(s))) for s in seeds]
+            if self.path:
+                write_cell(self.path, key, {"errors": errors[i, j]}, config)
+        result = ConvergenceResult(N, eps, seeds, errors, config)
+        if self.path:
+            save_result(Path(self.path).with_suffix(".result.h5"), result)
+        return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One problem end to end
+# ---------------------------------------------------------------------------------------------------------
+
+
+@register_result
+@dataclass
+class RunResult:
+    """Particles and PDE for one problem: values at the points, the PDE on its grid, and the error."""
+
+    mode: str
+    points: np.ndarray
+    particle_values: np.ndarray
+    reference_at_points: np.ndarray
+    grid_axes: list
+    pde_values: np.ndarray
+    t_final: float
+    errors: dict
+    config: dict = field(default_factory=dict)
+
+    def to_storage(self):
+        arrays = {
+            "points": self.points,
+            "particle_values": self.particle_values,
+            "reference_at_points": self.reference_at_points,
+            "grid_axes": {f"{i}": a for i, a in enumerate(self.grid_axes)},
+            "pde_values": self.pde_values,
+            "errors": {k: np.float64(v) for k, v in self.errors.items()},
+        }
+        return arrays, {**self.config, "mode": self.mode, "t_final": self.t_final}
+
+    @classmethod
+    def from_storage(cls, arrays, config):
+        axes = [arrays["grid_axes"][k] for k in sorted(arrays["grid_axes"], key=int)]
+        errors = {k: float(v) for k, v in arrays["errors"].items()}
+        cfg = {k: v for k, v in config.items() if k not in ("mode", "t_final")}
+        return cls(
+            config["mode"], arrays["points"], arrays["particle_values"], arrays["reference_at_points"], axes,
+            arrays["pde_values"], float(config["t_final"]), errors, cfg,
+        )
+
+
+def run_problem(
+    problem: Problem,
+    N: int,
+    eps: float,
+    seed: int = 0,
+    *,
+    mode: str = "features",
+    grid_shape: int | Sequence[int] = 256,
+    method: str = "crank-nicolson",
+    truncate: bool = False,
+) -> RunResult:
+    """Run particles (features or walkers) and the matching PDE form to t_final; compare at the points."""
+    runs = {"features": _features_run, "walkers": _walkers_run}
+    if mode not in runs:
+        raise ValueError(f"mode must be 'features' or 'walkers' to compare with a PDE, got mode={mode!r}")
+    pde = _pde(problem, mode, grid_shape)
+    solution = pde.solve(problem.initial, problem.t_final, method=method, n_snapshots=2)
+    points, values, reference, err = runs[mode](problem, N, eps, seed, solution, grid_shape, method, {"truncate": truncate})
+    config = {
+        "problem": problem.to_config(), "N": int(N), "eps": float(eps), "seed": int(seed),
+        "grid_shape": [int(n) for n in np.atleast_1d(grid_shape)], "method": method, "truncate": bool(truncate),
+    }
+    return RunResult(mode, points, values, reference, pde.grid.axes, solution.values[-1], problem.t_final, err.as_dict(), config)
