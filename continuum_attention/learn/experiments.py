@@ -1,0 +1,350 @@
+"""The paper's experiments (THEORY section 6), one function per experiment, each returning a result dict.
+
+* :func:`two_moons` - IPN on sklearn two moons (noise 0.2, 400 train / 100 test), Table settings.
+* :func:`digits` - IPN on sklearn's 8x8 digits (1797 points; MNIST from a local ``.npz`` if given).
+* :func:`segmentation` - part segmentation of a synthetic 2-D figure, attention masked to a kNN graph.
+* :func:`seq2seq` - token-sequence reversal with an encoder-decoder of :class:`TransformerBlock`.
+* :func:`bridge` (in :mod:`.bridge`) - the learned pull-back metric on two moons and the PDE heat flow.
+
+Every function takes ``quick`` (small settings for CI), ``seeds`` and keyword overrides of its settings,
+and returns ``{"kinds": ..., "seeds", "noise_levels", "epochs", "config", "table"}`` (see
+:func:`.training.compare_attention`). The IPN runs transductively: train and test points form one sequence,
+the loss sees only training labels, accuracy is measured on the test points.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .models import InformationPropagationNetwork, Seq2SeqTransformer
+from .training import Trial, compare_attention, plot_comparison, save_comparison, seed_all, summary_table
+
+__all__ = ["two_moons", "digits", "segmentation", "seq2seq", "moons_data", "digits_data", "figure_shapes",
+           "knn_mask", "finish", "SETTINGS"]
+
+SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "two_moons": {
+        "full": dict(seeds=10, epochs=400, lr=1e-3, weight_decay=1e-4, width=10, mlp_width=10, layers=2, heads=1,
+                     eps=0.5, noise_levels=[0.0, 0.1, 0.2, 0.3, 0.5, 0.8]),
+        "quick": dict(seeds=3, epochs=300),
+    },
+    "digits": {
+        "full": dict(seeds=10, epochs=300, lr=1e-3, weight_decay=1e-4, width=100, mlp_width=100, layers=2, heads=1,
+                     eps=0.5, subset=None, noise_levels=[0.0, 0.1, 0.2, 0.4, 0.6]),
+        "quick": dict(seeds=3, epochs=70, lr=3e-3, width=32, mlp_width=32, subset=500),
+    },
+    "segmentation": {
+        "full": dict(seeds=10, epochs=60, lr=1e-3, weight_decay=1e-4, width=64, mlp_width=64, layers=3, heads=1,
+                     eps=0.5, points=96, k=8, train_shapes=256, test_shapes=64, batch=32,
+                     noise_levels=[0.0, 0.02, 0.05, 0.1, 0.2]),
+        "quick": dict(seeds=3, epochs=30, width=32, mlp_width=32, points=64, train_shapes=128, test_shapes=32, lr=3e-3),
+    },
+    "seq2seq": {
+        "full": dict(seeds=10, epochs=40, lr=1e-3, weight_decay=1e-4, dim=32, mlp_width=64, layers=1, heads=2,
+                     eps=0.5, length=8, vocab=10, train_size=4000, test_size=256, batch=64,
+                     noise_levels=[0.0, 0.25, 0.5, 1.0, 1.5]),
+        "quick": dict(seeds=3, epochs=8, train_size=1500, length=6),
+    },
+}
+
+
+def settings(name: str, quick: bool, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Full settings of experiment ``name``, updated by the quick ones and then by ``overrides``."""
+    cfg = dict(SETTINGS[name]["full"])
+    if quick:
+        cfg.update(SETTINGS[name]["quick"])
+    unknown = set(overrides) - set(cfg) - {"seeds"}
+    if unknown:
+        raise ValueError(f"unknown settings for {name}: {sorted(unknown)}; known: {sorted(cfg)}")
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    cfg["quick"] = bool(quick)
+    return cfg
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    return list(range(int(seeds))) if np.isscalar(seeds) else [int(s) for s in seeds]
+
+
+# -- transductive classification (IPN) ---------------------------------------------------------------------
+
+
+def _ipn_trial(x: np.ndarray, y: np.ndarray, test: np.ndarray, kind: str, seed: int, cfg: dict[str, Any]) -> Trial:
+    """IPN over all points at once; loss on ~test, accuracy on test; noise added to test inputs only."""
+    seed_all(seed)
+    model = InformationPropagationNetwork(
+        x.shape[1], int(y.max()) + 1, attention=kind, width=cfg["width"], mlp_width=cfg["mlp_width"],
+        layers=cfg["layers"], heads=cfg["heads"], eps=cfg["eps"])
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+    te = torch.as_tensor(test, dtype=torch.bool)
+    lossf = nn.CrossEntropyLoss()
+
+    def epoch() -> float:
+        opt.zero_grad()
+        loss = lossf(model(xt)[~te], yt[~te])
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def accuracy(inputs: Tensor = xt) -> float:
+        return float((model(inputs)[te].argmax(-1) == yt[te]).float().mean())
+
+    def noisy(sigma: float) -> float:
+        gen = torch.Generator().manual_seed(10_000 + seed)
+        xn = xt.clone()
+        xn[te] += sigma * torch.randn(int(te.sum()), xt.shape[1], generator=gen)
+        return accuracy(xn)
+
+    return Trial(model, epoch, accuracy, noisy)
+
+
+def moons_data(n_train: int = 400, n_test: int = 100, noise: float = 0.2, seed: int = 0):
+    """Two moons: points (n, 2), labels (n,), boolean test indicator (last ``n_test`` points)."""
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_train + n_test, noise=noise, random_state=seed)
+    test = np.zeros(n_train + n_test, bool)
+    test[n_train:] = True
+    return x.astype(np.float32), y, test
+
+
+def digits_data(subset: int | None = None, mnist: str | Path | None = None, seed: int = 0):
+    """sklearn digits scaled to [0, 1] (or MNIST from ``mnist`` .npz), with a stratified 20 % test split."""
+    from sklearn.model_selection import train_test_split
+
+    if mnist is not None:
+        with np.load(mnist) as f:
+            x = np.concatenate([f["x_train"], f["x_test"]]).reshape(-1, np.prod(f["x_train"].shape[1:]))
+            y = np.concatenate([f["y_train"], f["y_test"]])
+            test = np.r_[np.zeros(len(f["x_train"]), bool), np.ones(len(f["x_test"]), bool)]
+        x = x.astype(np.float32) / max(float(x.max()), 1.0)
+    else:
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x, y = (d.data / 16.0).astype(np.float32), d.target
+        idx = np.arange(len(y))
+        _, te = train_test_split(idx, test_size=0.2, stratify=y, random_state=seed)
+        test = np.isin(idx, te)
+    if subset is not None and subset < len(y):
+        keep = np.random.default_rng(seed).choice(len(y), subset, replace=False)
+        x, y, test = x[keep], y[keep], test[keep]
+    return x, y, test
+
+
+def two_moons(quick: bool = True, seeds: int | Sequence[int] | None = None, verbose: bool = False, **overrides) -> dict:
+    """IPN on two moons for the three attention types (Table: lr 1e-3, wd 1e-4, width 10, MLP width 10)."""
+    cfg = settings("two_moons", quick, dict(overrides, seeds=seeds))
+    x, y, test = moons_data()
+    result = compare_attention(lambda k, s: _ipn_trial(x, y, test, k, s, cfg), seeds=_seed_list(cfg["seeds"]),
+                               epochs=cfg["epochs"], noise_levels=cfg["noise_levels"], verbose=verbose)
+    return _finish(result, cfg, "two moons (IPN, 400 train / 100 test)")
+
+
+def digits(quick: bool = True, seeds: int | Sequence[int] | None = None, mnist: str | Path | None = None,
+           verbose: bool = False, **overrides) -> dict:
+    """IPN on sklearn digits (or local MNIST); full mode lr 1e-3 (not the Table's 1e-4: full-batch steps)."""
+    cfg = settings("digits", quick, dict(overrides, seeds=seeds))
+    cfg["data"] = str(mnist) if mnist is not None else "sklearn digits"
+    x, y, test = digits_data(cfg["subset"], mnist)
+    result = compare_attention(lambda k, s: _ipn_trial(x, y, test, k, s, cfg), seeds=_seed_list(cfg["seeds"]),
+                               epochs=cfg["epochs"], noise_levels=cfg["noise_levels"], verbose=verbose)
+    return _finish(result, cfg, f"digits (IPN, {len(y) - test.sum()} train / {test.sum()} test)")
+
+
+# -- graph task: part segmentation with a kNN mask ---------------------------------------------------------
+
+_PARTS = {  # (label, centre x, centre y, half-width, half-height) of the rectangles; head is a disc
+    "torso": (1, 0.0, 0.6, 0.35, 0.6), "arm_l": (2, -0.8, 1.0, 0.45, 0.1), "arm_r": (2, 0.8, 1.0, 0.45, 0.1),
+    "leg_l": (3, -0.2, -0.6, 0.12, 0.6), "leg_r": (3, 0.2, -0.6, 0.12, 0.6),
+}
+
+
+def figure_shapes(n_shapes: int, points: int, rng: np.random.Generator, max_angle: float = np.pi / 3):
+    """Random stick figures: head (0), torso (1), arms (2), legs (3), randomly stretched and rotated.
+
+    Returns
+    -------
+    x : (n_shapes, points, 2) float32, centred coordinates;  y : (n_shapes, points) int64 part labels.
+    """
+    xs, ys = np.empty((n_shapes, points, 2), np.float32), np.empty((n_shapes, points), np.int64)
+    areas = np.array([np.pi * 0.3**2] + [4 * p[3] * p[4] for p in _PARTS.values()])
+    for s in range(n_shapes):
+        part = rng.choice(len(areas), points, p=areas / areas.sum())
+        stretch = rng.uniform(0.8, 1.25, size=len(areas))
+        pts, lab = np.empty((points, 2)), np.empty(points, np.int64)
+        for k in range(len(areas)):
+            sel = part == k
+            if k == 0:
+                r, a = 0.3 * np.sqrt(rng.uniform(size=sel.sum())), rng.uniform(0, 2 * np.pi, sel.sum())
+                pts[sel] = np.c_[r * np.cos(a), 1.5 + r * np.sin(a)]
+                lab[sel] = 0
+            else:
+                label, cx, cy, hw, hh = list(_PARTS.values())[k - 1]
+                u = rng.uniform(-1, 1, (sel.sum(), 2)) * [hw, hh] * stretch[k]
+                pts[sel] = u + [cx * (stretch[k] if label == 2 else 1), cy]
+                lab[sel] = label
+        t = rng.uniform(-max_angle, max_angle)
+        rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        pts = pts @ rot.T
+        xs[s], ys[s] = pts - pts.mean(0), lab
+    return xs, ys
+
+
+def knn_mask(x: Tensor, k: int) -> Tensor:
+    """Symmetric k-nearest-neighbour adjacency (self included) of points (batch, N, d) -> bool (batch, N, N)."""
+    if not 1 <= k <= x.shape[-2]:
+        raise ValueError(f"k must be in 1..{x.shape[-2]}, got k={k!r}")
+    idx = torch.cdist(x, x).topk(k, dim=-1, largest=False).indices
+    mask = torch.zeros(x.shape[:-1] + (x.shape[-2],), dtype=torch.bool).scatter_(-1, idx, True)
+    return mask | mask.transpose(-1, -2)
+
+
+def _segmentation_trial(data, kind: str, seed: int, cfg: dict[str, Any]) -> Trial:
+    (xtr, ytr, mtr), (xte, yte, mte) = data
+    gen = seed_all(seed)
+    model = InformationPropagationNetwork(2, 4, attention=kind, width=cfg["width"], mlp_width=cfg["mlp_width"],
+                                          layers=cfg["layers"], heads=cfg["heads"], eps=cfg["eps"])
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    lossf = nn.CrossEntropyLoss()
+
+    def epoch() -> float:
+        perm, total = torch.randperm(len(xtr), generator=gen), 0.0
+        for b in perm.split(cfg["batch"]):
+            opt.zero_grad()
+            loss = lossf(model(xtr[b], mask=mtr[b]).flatten(0, 1), ytr[b].flatten())
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(b)
+        return total / len(xtr)
+
+    def accuracy(x: Tensor = xte, mask: Tensor = mte) -> float:
+        return float((model(x, mask=mask).argmax(-1) == yte).float().mean())
+
+    def noisy(sigma: float) -> float:
+        xn = xte + sigma * torch.randn(xte.shape, generator=torch.Generator().manual_seed(10_000 + seed))
+        return accuracy(xn, knn_mask(xn, cfg["k"]))
+
+    return Trial(model, epoch, accuracy, noisy)
+
+
+def segmentation(quick: bool = True, seeds: int | Sequence[int] | None = None, verbose: bool = False, **overrides) -> dict:
+    """Part segmentation (4 parts) of random stick figures; attention restricted to a symmetric kNN graph."""
+    cfg = settings("segmentation", quick, dict(overrides, seeds=seeds))
+    rng = np.random.default_rng(0)
+    data = []
+    for n in (cfg["train_shapes"], cfg["test_shapes"]):
+        x, y = figure_shapes(n, cfg["points"], rng)
+        xt = torch.as_tensor(x)
+        data.append((xt, torch.as_tensor(y), knn_mask(xt, cfg["k"])))
+    result = compare_attention(lambda k, s: _segmentation_trial(data, k, s, cfg), seeds=_seed_list(cfg["seeds"]),
+                               epochs=cfg["epochs"], noise_levels=cfg["noise_levels"], verbose=verbose)
+    return _finish(result, cfg, f"part segmentation ({cfg['points']} points, {cfg['k']}-NN mask)")
+
+
+# -- sequence to sequence ----------------------------------------------------------------------------------
+
+
+def _seq2seq_trial(data, kind: str, seed: int, cfg: dict[str, Any]) -> Trial:
+    (src, tgt), (src_te, tgt_te) = data
+    gen = seed_all(seed)
+    model = Seq2SeqTransformer(cfg["vocab"] + 1, cfg["length"], dim=cfg["dim"], heads=cfg["heads"],
+                               layers=cfg["layers"], mlp_width=cfg["mlp_width"], attention=kind, eps=cfg["eps"])
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    lossf = nn.CrossEntropyLoss()
+
+    def epoch() -> float:
+        perm, total = torch.randperm(len(src), generator=gen), 0.0
+        for b in perm.split(cfg["batch"]):
+            opt.zero_grad()
+            loss = lossf(model(src[b], tgt[b]).flatten(0, 1), tgt[b].flatten())
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(b)
+        return total / len(src)
+
+    def noisy(sigma: float) -> float:
+        torch.manual_seed(10_000 + seed)
+        return float((model.generate(src_te, cfg["length"], noise=sigma) == tgt_te).float().mean())
+
+    return Trial(model, epoch, lambda: noisy(0.0), noisy)
+
+
+def seq2seq(quick: bool = True, seeds: int | Sequence[int] | None = None, verbose: bool = False, **overrides) -> dict:
+    """Reverse random token sequences; accuracy = per-token accuracy of greedy decoding on held-out sequences.
+
+    Input noise: Gaussian noise of size sigma added to the encoder's input embeddings.
+    """
+    cfg = settings("seq2seq", quick, dict(overrides, seeds=seeds))
+    gen = torch.Generator().manual_seed(0)
+    data = []
+    for n in (cfg["train_size"], cfg["test_size"]):
+        s = torch.randint(0, cfg["vocab"], (n, cfg["length"]), generator=gen)
+        data.append((s, s.flip(1)))
+    result = compare_attention(lambda k, s: _seq2seq_trial(data, k, s, cfg), seeds=_seed_list(cfg["seeds"]),
+                               epochs=cfg["epochs"], noise_levels=cfg["noise_levels"], verbose=verbose)
+    return _finish(result, cfg, f"sequence reversal (length {cfg['length']}, vocabulary {cfg['vocab']})")
+
+
+# -- output ------------------------------------------------------------------------------------------------
+
+
+def _finish(result: dict, cfg: dict[str, Any], title: str) -> dict:
+    result["config"] = cfg
+    result["title"] = title
+    result["table"] = summary_table(result, title)
+    return result
+
+
+def finish(result: dict, name: str, out: str | Path | None = "results", figures: str | Path | None = "figures",
+           noise_label: str = "input noise (sigma)") -> dict[str, Path]:
+    """Print the table, write ``results/learn_NAME.h5`` and ``figures/learn_NAME.png``; returns the paths."""
+    print(result["table"], flush=True)
+    paths: dict[str, Path] = {}
+    if out is not None:
+        arrays = {k: v for k, v in result.items() if k not in ("config", "title", "table")}
+        paths["h5"] = save_comparison(arrays, Path(out) / f"learn_{name}.h5", dict(result["config"], experiment=name))
+    if figures is not None:
+        paths["png"] = plot_comparison(result, Path(figures) / f"learn_{name}.png", result["title"], noise_label)
+    return paths
+
+
+NOISE_LABELS = {
+    "two_moons": "input noise sigma (test points)",
+    "digits": "pixel noise sigma (test points, pixels in [0, 1])",
+    "segmentation": "coordinate noise sigma (kNN graph rebuilt)",
+    "seq2seq": "embedding noise sigma (encoder input)",
+}
+
+
+def main(name: str, argv: Sequence[str] | None = None) -> dict:
+    """Command line of the ``simulations/learn_NAME.py`` scripts: ``--quick``, ``--seeds``, ``--out``, ...
+
+    ``--seeds N`` runs seeds 0..N-1 (default 10, or 3 with ``--quick``); results go to
+    ``OUT/learn_NAME.h5`` and the figure to ``FIGURES/learn_NAME.png``.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=f"metric-attention experiment: {name}")
+    parser.add_argument("--quick", action="store_true", help="small settings (CI)")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 10; 3 with --quick)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    parser.add_argument("--out", default="results", help="folder for learn_NAME.h5")
+    parser.add_argument("--figures", default="figures", help="folder for learn_NAME.png")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    if name == "digits":
+        parser.add_argument("--mnist", default=None, help="local .npz with x_train, y_train, x_test, y_test")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    run = {"two_moons": two_moons, "digits": digits, "segmentation": segmentation, "seq2seq": seq2seq}[name]
+    extra = {"mnist": args.mnist} if name == "digits" else {}
+    result = run(quick=args.quick, seeds=args.seeds, epochs=args.epochs, verbose=True, **extra)
+    paths = finish(result, name, args.out, args.figures, NOISE_LABELS[name])
+    for p in paths.values():
+        print(f"wrote {p}")
+    return result

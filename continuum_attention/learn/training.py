@@ -1,0 +1,190 @@
+"""Seeded comparison runs: one task, several attention types, several seeds; curves, tables, storage.
+
+A *task* is a callable ``task(kind, seed) -> Trial``; a :class:`Trial` bundles the model and three closures
+(one training epoch, test accuracy, test accuracy under input noise of size sigma). :func:`compare_attention`
+runs every (kind, seed) pair, times each epoch and returns a plain result dict that :func:`summary_table`,
+:func:`plot_comparison` and :func:`save_comparison` consume.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["Trial", "compare_attention", "summary_rows", "summary_table", "plot_comparison", "save_comparison", "count_parameters", "seed_all"]
+
+KINDS = ("self", "l2", "metric")
+LABELS = {"self": "self-attention", "l2": "L2 self-attention", "metric": "metric-attention"}
+COLORS = {"self": "tab:red", "l2": "tab:blue", "metric": "tab:green"}
+
+
+@dataclass
+class Trial:
+    """One model on one task.
+
+    Attributes
+    ----------
+    model : nn.Module
+    train_epoch : callable
+        ``() -> float``: one epoch of training, returns the mean training loss.
+    test_accuracy : callable
+        ``() -> float`` in [0, 1].
+    noisy_accuracy : callable
+        ``(sigma) -> float``: test accuracy with input noise of size sigma (task-specific units).
+    """
+
+    model: nn.Module
+    train_epoch: Callable[[], float]
+    test_accuracy: Callable[[], float]
+    noisy_accuracy: Callable[[float], float]
+
+
+def seed_all(seed: int) -> torch.Generator:
+    """Seed torch and return a torch generator with that seed."""
+    torch.manual_seed(int(seed))
+    return torch.Generator().manual_seed(int(seed))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def _run_trial(trial: Trial, epochs: int, noise_levels: Sequence[float]) -> dict[str, Any]:
+    loss, acc, times = np.empty(epochs), np.empty(epochs), np.empty(epochs)
+    for e in range(epochs):
+        t0 = time.perf_counter()
+        loss[e] = trial.train_epoch()
+        times[e] = time.perf_counter() - t0
+        trial.model.eval()
+        with torch.no_grad():
+            acc[e] = trial.test_accuracy()
+        trial.model.train()
+    trial.model.eval()
+    with torch.no_grad():
+        noisy = np.array([trial.noisy_accuracy(float(s)) for s in noise_levels])
+    return {"loss": loss, "accuracy": acc, "time_per_epoch": float(np.median(times)), "noise_accuracy": noisy}
+
+
+def compare_attention(
+    task: Callable[[str, int], Trial],
+    *,
+    seeds: Sequence[int],
+    epochs: int,
+    noise_levels: Sequence[float],
+    kinds: Sequence[str] = KINDS,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Train ``task(kind, seed)`` for every kind and seed.
+
+    Returns
+    -------
+    dict
+        ``{"kinds": {kind: {"loss": (S, E), "accuracy": (S, E), "final_accuracy": (S,),
+        "time_per_epoch": (S,), "noise_accuracy": (S, L), "parameters": int}}, "seeds", "noise_levels",
+        "epochs"}``; ``final_accuracy`` is the test accuracy after the last epoch.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got epochs={epochs!r}")
+    out: dict[str, Any] = {"kinds": {}, "seeds": np.asarray(seeds), "noise_levels": np.asarray(noise_levels, float),
+                           "epochs": int(epochs)}
+    for kind in kinds:
+        runs = []
+        for seed in seeds:
+            trial = task(kind, int(seed))
+            runs.append(_run_trial(trial, epochs, noise_levels))
+            if verbose:
+                print(f"  {kind:>6s} seed {seed}: final test accuracy {runs[-1]['accuracy'][-1]:.3f}", flush=True)
+        out["kinds"][kind] = {
+            "loss": np.stack([r["loss"] for r in runs]),
+            "accuracy": np.stack([r["accuracy"] for r in runs]),
+            "final_accuracy": np.array([r["accuracy"][-1] for r in runs]),
+            "time_per_epoch": np.array([r["time_per_epoch"] for r in runs]),
+            "noise_accuracy": np.stack([r["noise_accuracy"] for r in runs]),
+            "parameters": count_parameters(trial.model),
+        }
+    return out
+
+
+def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per attention type: mean, std, min of final accuracy, time per epoch, parameters, noise."""
+    rows = []
+    for kind, r in result["kinds"].items():
+        fa = r["final_accuracy"]
+        rows.append({
+            "attention": kind, "mean": float(fa.mean()), "std": float(fa.std(ddof=1)) if fa.size > 1 else 0.0,
+            "min": float(fa.min()), "ms_per_epoch": 1e3 * float(np.mean(r["time_per_epoch"])),
+            "parameters": int(r["parameters"]), "noisiest": float(r["noise_accuracy"][:, -1].mean()),
+        })
+    return rows
+
+
+def summary_table(result: dict[str, Any], title: str = "") -> str:
+    """Plain-text table of :func:`summary_rows` (final test accuracy over seeds)."""
+    sigma = result["noise_levels"][-1]
+    head = f"{'attention':>18s} {'mean acc':>9s} {'std':>7s} {'min':>7s} {'ms/epoch':>9s} {'params':>7s} {f'acc@noise {sigma:g}':>15s}"
+    lines = [title, head] if title else [head]
+    for row in summary_rows(result):
+        lines.append(f"{LABELS[row['attention']]:>18s} {row['mean']:9.4f} {row['std']:7.4f} {row['min']:7.4f} "
+                     f"{row['ms_per_epoch']:9.2f} {row['parameters']:7d} {row['noisiest']:15.4f}")
+    lines.append(f"({len(result['seeds'])} seeds, {result['epochs']} epochs)")
+    return "\n".join(lines)
+
+
+def _band(ax, values: np.ndarray, kind: str, x: np.ndarray | None = None) -> None:
+    x = np.arange(1, values.shape[1] + 1) if x is None else x
+    mean, std = values.mean(0), values.std(0)
+    ax.plot(x, mean, color=COLORS[kind], label=LABELS[kind])
+    ax.fill_between(x, mean - std, mean + std, color=COLORS[kind], alpha=0.2)
+
+
+def plot_comparison(result: dict[str, Any], path: str | Path, title: str = "", noise_label: str = "input noise"):
+    """Four panels: training loss, test accuracy (mean +- std over seeds), violins of final accuracy, noise."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = list(result["kinds"])
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    for kind in kinds:
+        r = result["kinds"][kind]
+        _band(axes[0], r["loss"], kind)
+        _band(axes[1], r["accuracy"], kind)
+        _band(axes[3], r["noise_accuracy"], kind, x=result["noise_levels"])
+    axes[0].set(xlabel="epoch", ylabel="training loss", yscale="log", title="training loss")
+    axes[1].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
+    parts = axes[2].violinplot([result["kinds"][k]["final_accuracy"] for k in kinds], showmeans=True)
+    for body, kind in zip(parts["bodies"], kinds):
+        body.set_facecolor(COLORS[kind])
+    axes[2].set_xticks(range(1, len(kinds) + 1), [LABELS[k].replace(" ", "\n", 1) for k in kinds])
+    axes[2].set(ylabel="final test accuracy", title=f"final accuracy ({len(result['seeds'])} seeds)")
+    axes[3].set(xlabel=noise_label, ylabel="test accuracy", title="robustness to input noise")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def save_comparison(result: dict[str, Any], path: str | Path, config: dict[str, Any]) -> Path:
+    """Store a result dict with :func:`continuum_attention.storage.save` (atomic; config, seeds, versions).
+
+    Package versions (torch included, since it is imported here) go to the ``versions`` attribute.
+    """
+    from ..storage import save
+
+    arrays = {k: v for k, v in result.items() if k not in ("config",)}
+    arrays["table"] = summary_table(result)
+    cfg = dict(config)
+    cfg["seeds"] = [int(s) for s in result["seeds"]]
+    cfg["torch_version"] = torch.__version__
+    return save(path, arrays, cfg, kind="learn_comparison")

@@ -1,0 +1,9 @@
+"""Metric-attention experiment 'segmentation' (issue 5): see continuum_attention.learn.experiments.
+
+Usage: python simulations/learn_segmentation.py [--quick] [--seeds N] [--out results] [--figures figures]
+"""
+
+from continuum_attention.learn.experiments import main
+
+if __name__ == "__main__":
+    main("segmentation")
