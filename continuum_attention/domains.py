@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Domain", "Torus", "Box", "Euclidean", "as_points"]
+__all__ = ["Domain", "Torus", "Box", "Euclidean", "as_points", "domain_from_config"]
 
 
 def as_points(points, dim: int | None = None, *, name: str = "points") -> np.ndarray:
