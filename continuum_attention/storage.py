@@ -184,10 +184,20 @@ def save_result(path: str | Path, result: Any) -> Path:
     return save(path, arrays, config, kind=type(result).__name__)
 
 
+# Modules whose classes are registered result types: imported on demand by load_result, so that a file
+# can be read in a fresh interpreter without the caller knowing where its class lives.
+_RESULT_MODULES = ("continuum_attention.compare", "continuum_attention.studies")
+
+
 def load_result(path: str | Path) -> Any:
     """Rebuild the object stored by :func:`save_result` (same class, same arrays, same configuration)."""
+    import importlib
+
     arrays, meta = load(path)
     kind = str(meta.get("kind", "arrays"))
+    if kind not in _RESULT_TYPES:
+        for module in _RESULT_MODULES:
+            importlib.import_module(module)
     if kind not in _RESULT_TYPES:
         raise ValueError(f"{path} holds a {kind!r}, which no registered result type rebuilds")
     return _RESULT_TYPES[kind].from_storage(arrays, meta["config"])

@@ -60,3 +60,18 @@ def test_study_result_round_trip(tmp_path):
 def test_load_missing_file():
     with pytest.raises(FileNotFoundError):
         storage.load("/nonexistent/file.h5")
+
+
+def test_load_result_in_a_fresh_interpreter(tmp_path):
+    """The stored kind is enough: no need to import the module that defines the result class first."""
+    import subprocess
+    import sys
+
+    res = StudyResult("demo", [Check.within("demo", "slope", -0.5, -0.5, 0.1)], {"n": np.arange(3)}, {"quick": True})
+    path = storage.save_result(tmp_path / "demo.h5", res)
+    code = (
+        "import sys; from continuum_attention.storage import load_result; "
+        f"r = load_result({str(path)!r}); print(type(r).__name__, r.checks[0].quantity, r.arrays['n'].sum())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["StudyResult", "slope", "3"]
