@@ -210,3 +210,35 @@ def test_bad_values_and_dense_limit():
         op.apply_transpose(np.full(257, np.nan))
     with pytest.raises(ValueError, match="dense"):
         AttentionOperator(np.linspace(0, 1, 20001), 0.1).dense()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"backend": "numpy"},
+        {"truncate": True},
+        {"normalization": ("alpha", 0.5)},
+        {"metric": "dot"},
+    ],
+)
+def test_apply_rows_equals_rows_of_apply(kwargs):
+    from continuum_attention import Torus
+    from continuum_attention.attention import AttentionOperator
+    from continuum_attention.metrics import DotProduct
+
+    rng = np.random.default_rng(3)
+    kwargs = dict(kwargs)
+    if kwargs.get("metric") == "dot":
+        x = rng.normal(size=(300, 3))
+        kwargs["metric"] = DotProduct(rng.normal(size=(3, 3)), rng.normal(size=(3, 3)))
+        op = AttentionOperator(x, 0.3, **kwargs)
+    else:
+        x = rng.random((300, 2))
+        op = AttentionOperator(x, 2e-3, domain=Torus([1.0, 1.0]), **kwargs)
+    H = rng.normal(size=(300, 2))
+    rows = np.array([5, 0, 299, 17])
+    np.testing.assert_allclose(op.apply_rows(rows, H), op.apply(H)[rows], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(op.apply_rows(rows, H[:, 0]), op.apply(H[:, 0])[rows], rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="rows must be"):
+        op.apply_rows(np.array([300]), H)

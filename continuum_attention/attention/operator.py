@@ -23,6 +23,7 @@ log-sum-exp pass, after which every weight is <= 1 as well.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -152,6 +153,15 @@ class _DenseEngine:
             return self.k["sum"](*self.geom.args(True), self.c, s, r, V)
         return self.k["sum"](*self.geom.args(), self.c, r, s, V)
 
+    def rows_normalised_sum(self, idx, s, V) -> np.ndarray:
+        """Rows ``idx`` of diag(1/row sums) K diag(e^-s) V, computing only those rows (O(len(idx) N))."""
+        sub = dataclasses.replace(self.geom, rows=np.ascontiguousarray(self.geom.rows[idx]))
+        if self.is_metric:  # self-term: every row sum >= e^-s_i > 0, so unshifted sums are safe
+            W = self.k["sum"](*sub.args(), self.c, np.zeros(idx.size), s, np.hstack([V, np.ones((V.shape[0], 1))]))
+            return W[:, :-1] / W[:, -1:]
+        r = self.k["lse"](*sub.args(), self.c, s)
+        return self.k["sum"](*sub.args(), self.c, r, s, V)
+
     def log_row_sums(self, s) -> np.ndarray:
         if self.is_metric:  # self-term bounds the row sum from below: a plain sum is safe
             zero = np.zeros(self.n)
@@ -251,6 +261,11 @@ class _SparseEngine:
 
     def log_row_sums(self, s) -> np.ndarray:
         return np.log(self.k["csr"](self.indptr, self.indices, self.kdata, np.exp(-s)[:, None])[:, 0])
+
+    def rows_normalised_sum(self, idx, s, V) -> np.ndarray:
+        """Rows ``idx`` of diag(1/row sums) K diag(e^-s) V from the stored CSR rows."""
+        block = self._matrix(self.kdata * np.exp(-s[self.indices]))[idx]
+        return (block @ V) / np.asarray(block.sum(axis=1))
 
     def displacement(self, r, s) -> np.ndarray:
         data, rows = self._scaled(r, s), self._rows()
@@ -422,6 +437,20 @@ class AttentionOperator:
         V, flat = self._as_values(mu, "mu")
         r, s = self._ensure_shifts()
         out = self._engine.weighted_sum(r, s, V, transpose=True)
+        return out[:, 0] if flat else out
+
+    def apply_rows(self, rows, H) -> np.ndarray:
+        """(S_eps H)[rows]: the layer's output at a subset of the points, in O(len(rows) N) work (dense mode).
+
+        Useful for pointwise errors at a few evaluation points of a large sample (the consistency studies):
+        the columns still run over all N points, so the values equal ``apply(H)[rows]`` to rounding.
+        """
+        idx = np.asarray(rows)
+        if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= self.n:
+            raise ValueError(f"rows must be a non-empty 1-D array of integers in [0, {self.n}), got rows={rows!r}")
+        V, flat = self._as_values(H, "H")
+        s = np.zeros(self.n) if self.normalization[0] == "row" else self._ensure_shifts()[1]
+        out = self._engine.rows_normalised_sum(idx.astype(np.int64), s, V)
         return out[:, 0] if flat else out
 
     def displacement(self) -> np.ndarray:

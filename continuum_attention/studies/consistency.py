@@ -32,6 +32,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from ..attention import AttentionOperator
 from ..compare import ConvergenceResult, ConvergenceStudy, fit_slope, limit_operator
 from ..densities import Density, cosine, von_mises
 from ..domains import Torus
@@ -108,23 +109,9 @@ def torus3_case() -> Case:
 
 def kernel_rows(points: np.ndarray, n_rows: int, eps: float, domain: Torus, values: np.ndarray) -> np.ndarray:
     """(S_eps values)[:n_rows]: the attention layer (row normalisation, Euclidean metric, minimum image)
-    at the first ``n_rows`` of the N points, in O(n_rows N) work.
-
-    Uses the fused Numba kernel of :mod:`continuum_attention.attention` on the rectangular block
-    (rows = the first n_rows points, columns = all N points, self-term included), summing the kernel against
-    [values, 1] in one pass and dividing: the same numbers as ``AttentionOperator(points, eps).apply(values)``
-    at those rows (to rounding).
+    at the first ``n_rows`` of the N points, in O(n_rows N) work (:meth:`AttentionOperator.apply_rows`).
     """
-    from ..attention import _kernels  # the package's own kernel; the operator has no rectangular API
-
-    x = np.ascontiguousarray(points, dtype=np.float64)
-    n, d = x.shape
-    V = np.ascontiguousarray(np.column_stack([np.asarray(values, dtype=np.float64), np.ones(n)]))
-    out = _kernels.kernel_sum(
-        _kernels.SQUARED, np.ascontiguousarray(x[:n_rows]), np.ascontiguousarray(x.T), np.eye(d), False,
-        np.ascontiguousarray(domain.period, dtype=np.float64), 1.0 / (2.0 * eps), np.zeros(n_rows), np.zeros(n), V,
-    )
-    return out[:, 0] / out[:, 1]
+    return AttentionOperator(points, eps, domain=domain).apply_rows(np.arange(n_rows), values)
 
 
 def _grid(case: Case, nodes: int | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
