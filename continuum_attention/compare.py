@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ._validation import positive_float
 from .domains import Torus
 from .problem import Problem
 from .storage import finished_cells, read_cells, register_result, save_result, write_cell
@@ -145,10 +146,13 @@ def _errors(quantity, N, eps, seed, approx, exact, **extra) -> ErrorResult:
     return ErrorResult(quantity, int(N), float(eps), int(seed), rms, float(np.max(np.abs(diff))), rms / ref if ref > 0 else np.inf, extra)
 
 
-def _check_positive(name: str, value: float) -> float:
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {name}={value!r}")
-    return float(value)
+def _prepare(problem, N, eps, seed, form, solution, grid_shape, method):
+    """Validated eps, the layer count K, the PDE solution of ``form`` (computed if not given), the points."""
+    eps = positive_float(eps, "eps")
+    K = n_layers_for(problem.t_final, eps)
+    if solution is None:
+        solution = _pde(problem, form, grid_shape).solve(problem.initial, problem.t_final, method=method, n_snapshots=2)
+    return eps, K, solution, problem.density.sample(int(N), seed)
 
 
 def consistency_error(
@@ -161,7 +165,7 @@ def consistency_error(
     """
     from .attention import AttentionOperator
 
-    eps = _check_positive("eps", eps)
+    eps = positive_float(eps, "eps")
     f = f if f is not None else problem.initial
     if f is None:
         raise ValueError("consistency_error needs a test function f (or a problem with an initial condition)")
@@ -194,11 +198,7 @@ def n_layers_for(t_final: float, eps: float) -> int:
 def _features_run(problem, N, eps, seed, solution, grid_shape, method, operator_kwargs):
     from .particles import ParticleSolver
 
-    eps = _check_positive("eps", eps)
-    K = n_layers_for(problem.t_final, eps)
-    if solution is None:
-        solution = _pde(problem, "features", grid_shape).solve(problem.initial, problem.t_final, method=method, n_snapshots=2)
-    points = problem.density.sample(int(N), seed)
+    eps, K, solution, points = _prepare(problem, N, eps, seed, "features", solution, grid_shape, method)
     solver = ParticleSolver(points, eps, metric=problem.metric, domain=problem.domain, mode="features", **(operator_kwargs or {}))
     values = solver.run(problem.initial, n_layers=K, n_snapshots=2, progress=False).values[-1]
     exact = solution.interpolate(points, index=-1)
@@ -241,11 +241,7 @@ def circular_wasserstein1(x: np.ndarray, wx: np.ndarray, y: np.ndarray, wy: np.n
 def _walkers_run(problem, N, eps, seed, solution, grid_shape, method, operator_kwargs):
     from .particles import ParticleSolver
 
-    eps = _check_positive("eps", eps)
-    K = n_layers_for(problem.t_final, eps)
-    if solution is None:
-        solution = _pde(problem, "walkers", grid_shape).solve(problem.initial, problem.t_final, method=method, n_snapshots=2)
-    points = problem.density.sample(int(N), seed)
+    eps, K, solution, points = _prepare(problem, N, eps, seed, "walkers", solution, grid_shape, method)
     q = problem.density.pdf(points)
     _, sqrtg = _inverse_tensor(problem.metric, points)
     mu0 = problem.initial(points) * sqrtg / q

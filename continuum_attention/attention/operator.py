@@ -33,6 +33,7 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 
 from .. import metrics as _metrics
+from .._validation import positive_float
 from ..domains import Domain, as_points
 from ..domains import Euclidean as EuclideanSpace
 from . import _kernels
@@ -45,13 +46,7 @@ _BACKENDS = ("numba", "numpy")
 
 # ------------------------------------------------------------------------------------------- helpers
 def _check_eps(eps) -> float:
-    try:
-        value = float(eps)
-    except (TypeError, ValueError):
-        raise ValueError(f"eps must be a positive number, got eps={eps!r}") from None
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"eps must be positive and finite, got eps={eps!r}")
-    return value
+    return positive_float(eps, "eps")
 
 
 def _check_normalization(normalization) -> tuple[str, float]:

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._validation import positive_float
+
 __all__ = ["MetricAttentionBase", "SelfAttention", "L2SelfAttention", "MetricAttention", "make_attention", "ATTENTION_TYPES"]
 
 
@@ -48,13 +50,6 @@ def squared_distances(a: Tensor, b: Tensor) -> Tensor:
     b = b - centre
     sq = (a * a).sum(-1, keepdim=True) + (b * b).sum(-1).unsqueeze(-2) - 2.0 * (a @ b.transpose(-1, -2))
     return sq.clamp_min(0.0)
-
-
-def _check_positive(value: float, name: str) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {name}={value!r}")
-    return value
 
 
 def _check_int(value: int, name: str, minimum: int = 1) -> int:
@@ -116,7 +111,7 @@ class MetricAttentionBase(nn.Module):
     ):
         super().__init__()
         self.dim = _check_int(dim, "dim")
-        self.eps = _check_positive(eps, "eps")
+        self.eps = positive_float(eps, "eps")
         self.heads = _check_int(heads, "heads")
         self.out_dim = _check_int(out_dim if out_dim is not None else dim, "out_dim")
         if value:

@@ -237,7 +237,7 @@ def particle_agreement(problem: SphereProblem, n_points: int, eps: float, seeds,
     sampling error), the RMS difference, the RMS se and, for contrast, the RMS of (S H)_i - H(A_{x_i}).
     """
     metric, space = problem.metric, EuclideanSpace(3)
-    z_all, diff_all, se_all, zeroth_all, ref_all = [], [], [], [], []
+    z_all, diff_all, se_all, zeroth_all = [], [], [], []
     sample_x, sample_particle, sample_quad = None, None, None
     for seed in seeds:
         rng = np.random.default_rng(seed)
