@@ -364,6 +364,97 @@ def test_numba_kernel_matrix_and_reference_agree(name, grid, dens, metric, form)
     np.testing.assert_allclose(out.ravel(), u + 1e-4 * ref, rtol=0, atol=1e-12 * np.max(np.abs(u)))
 
 
+# Multi-step (temporal blocking) kernel: k fused steps equal k single steps and k NumPy-reference steps
+
+
+def _fused_cases():
+    t1, t2, t3 = Torus(1.0), Torus([1.0, 0.7]), Torus([1.0, 0.8, 1.2])
+    b1, b2, b3 = Box(0.0, 1.0), Box([0.0, 0.0], [1.0, 0.7]), Box([0.0, 0.0, 0.0], [1.0, 0.8, 1.2])
+    return [
+        ("1d torus", Grid(t1, 33), cosine(t1, 0.5, 1), None),
+        ("1d box", Grid(b1, 30), gaussian(0.4, 0.1, b1), None),
+        ("2d torus", Grid(t2, (17, 13)), cosine(t2, 0.4, (1, 1)), None),
+        ("2d box diagonal", Grid(b2, (14, 11)), gaussian((0.5, 0.3), 0.2, b2), np.diag([1.0, 0.6])),
+        ("2d torus tiny", Grid(t2, (3, 4)), cosine(t2, 0.4, (1, 1)), None),
+        ("3d torus diagonal", Grid(t3, (9, 8, 7)), von_mises(t3, 0.3, 1.0), np.diag([1.0, 2.0, 0.5])),
+        ("3d box", Grid(b3, (8, 7, 6)), gaussian((0.5, 0.4, 0.6), 0.3, b3), None),
+    ]
+
+
+@pytest.mark.parametrize("name, grid, dens, metric", _fused_cases(), ids=[c[0] for c in _fused_cases()])
+def test_fused_steps_equal_single_steps_and_reference(name, grid, dens, metric):
+    from continuum_attention.pde._kernels import advance_numba
+
+    pde = AttentionLimitPDE(grid, dens, metric=metric)
+    op = pde._op
+    assert op.can_fuse_steps
+    dt = pde.max_stable_dt()  # at the limit: the most sensitive to any difference
+    u = np.random.default_rng(7).standard_normal(op.shape3)
+    for k in (2, 3, 5):
+        single = u
+        for _ in range(k):
+            single = op.euler_step(single, np.empty(op.shape3), dt)
+        ref = op.euler_steps(u, np.empty(op.shape3), dt, k, reference=True)
+        fused = op.euler_steps(u, np.empty(op.shape3), dt, k)
+        scale = np.max(np.abs(ref))
+        assert np.max(np.abs(fused - single)) <= 1e-12 * scale, (name, k)
+        assert np.max(np.abs(fused - ref)) <= 1e-12 * scale, (name, k)
+        # the kernel directly: more blocks than threads (halos at every block edge), and a 2-D grid also in
+        # its plain (1, n1, n2) layout (in-plane axis-1 path instead of rows as planes)
+        layouts = [(op._fused_layout(u).shape, *op._fused_args()), (op.shape3, op.coef[0], op.inv_h, op.unit, op.wrap)]
+        for layout, s, inv_h, unit, wrap in layouts:
+            out = np.empty(layout)
+            advance_numba(u.reshape(layout), out, s.reshape(layout), inv_h, unit, wrap, dt, k, 3)
+            assert np.max(np.abs(out.reshape(op.shape3) - ref)) <= 1e-12 * scale, (name, k, layout)
+
+
+def test_fused_steps_fall_back_where_they_do_not_apply():
+    t2 = Torus([1.0, 0.7])
+    grid, dens = Grid(t2, (12, 10)), cosine(t2, 0.4, (1, 1))
+    for kwargs in ({"metric": np.array([[1.0, 0.4], [0.4, 0.7]])}, {"form": "walkers"}):
+        pde = AttentionLimitPDE(grid, dens, **kwargs)
+        op = pde._op
+        assert not op.can_fuse_steps
+        u = np.random.default_rng(8).random(op.shape3) + 0.5
+        single = u
+        for _ in range(3):
+            single = op.euler_step(single, np.empty(op.shape3), 1e-4)
+        np.testing.assert_array_equal(op.euler_steps(u, np.empty(op.shape3), 1e-4, 3), single)
+        with pytest.raises(ValueError, match="can_fuse_steps"):
+            op.euler_steps(u, np.empty(op.shape3), 1e-4, 3, reference=True)
+
+
+@pytest.mark.parametrize("domain", [Torus([1.0, 0.7]), Box([0.0, 0.0], [1.0, 0.7])], ids=["torus", "box"])
+def test_explicit_solve_uses_fused_steps_and_keeps_snapshot_times(domain, monkeypatch):
+    grid = Grid(domain, (16, 12))
+    dens = cosine(domain, 0.4, (1, 1)) if isinstance(domain, Torus) else gaussian((0.5, 0.3), 0.3, domain)
+    pde = AttentionLimitPDE(grid, dens)
+    op = pde._op
+    calls = []
+    fused = type(op).euler_steps
+    monkeypatch.setattr(type(op), "euler_steps", lambda self, *a, **k: calls.append(a[3]) or fused(self, *a, **k))
+    sol = pde.solve(_h0_2d, 0.004, method="explicit", n_snapshots=3)
+    group = op.fused_steps()
+    n_sub = sol.n_steps // 2
+    assert n_sub % group not in (0, 1)  # a remainder group is exercised (shorter than a full group)
+    assert calls == ([group] * (n_sub // group) + [n_sub % group]) * 2
+    # same snapshots as the single-step loop
+    u = np.ascontiguousarray(pde._as_grid_array(_h0_2d, "H0")).reshape(op.shape3)
+    expected = [u]
+    for _ in range(2):
+        for _ in range(n_sub):
+            u = op.euler_step(u, np.empty(op.shape3), sol.dt)
+        expected.append(u)
+    np.testing.assert_allclose(sol.times, [0.0, 0.002, 0.004])
+    scale = np.max(np.abs(expected[0]))
+    for got, want in zip(sol.values, expected):
+        assert np.max(np.abs(got - want.reshape(grid.shape))) <= 1e-12 * scale
+
+
+def _h0_2d(x):
+    return np.sin(2 * np.pi * x[:, 0]) * np.cos(2 * np.pi * x[:, 1] / 0.7) + x[:, 0]
+
+
 def test_interpolation_is_periodic_and_cubic_accurate():
     grid = Grid(CIRCLE, 64)
     f = lambda x: np.sin(2 * np.pi * x) + 0.3 * np.cos(6 * np.pi * x)  # noqa: E731

@@ -1,6 +1,7 @@
 """Kernels of the conservative finite-volume operator, Numba and NumPy side by side.
 
-Both functions compute, on a 3-D array layout (1-D and 2-D grids use leading singleton axes),
+:func:`apply_numba` / :func:`apply_numpy` (one application or one fused explicit step) compute, on a 3-D
+array layout (1-D and 2-D grids use leading singleton axes),
 
     out = beta * y + alpha * cout * D u,      D u = sum_a d_a( sum_b A^{ab} d_b u ),
 
@@ -16,6 +17,9 @@ is then the wall face of both the last node (above) and the first node (below). 
 from the index tables ``tp``/``tm`` (wrap-around on a torus, reflection at a wall). Every face flux enters
 two nodes with opposite signs, so sum_n (D u)[n] = 0 up to round-off: the conservation the solver relies on.
 
+:func:`advance_numba` / :func:`advance_numpy` advance several explicit Euler steps of nodal mode at once
+(temporal blocking; the NumPy reference is repeated :func:`apply_numpy`).
+
 Kernels assume valid input (C-contiguous float64, matching shapes, ``out`` not aliasing ``u`` or ``y``);
 the public layer (:mod:`continuum_attention.pde.operators`) validates once.
 """
@@ -25,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["apply_numba", "apply_numpy"]
+__all__ = ["apply_numba", "apply_numpy", "advance_numba", "advance_numpy"]
 
 
 @njit(cache=True, fastmath=False)
@@ -76,65 +80,88 @@ def _mixed_divergence(u, mixed, inv_h, tp, tm, i, j, k):
     return total
 
 
-@njit(cache=True, fastmath=False)
-def _nodal_row(u, y, coef, acc, i, j, c0, c1, c2, wrap, alpha, beta):
-    # Nodal mode, one row: every term of the update in a single loop with one store per node, so that LLVM
-    # can vectorise it (behind a runtime alias check) -- separate "+=" passes over the row did not vectorise.
-    n0, n1, n2 = u.shape
-    last = n2 - 1
-    uc, s, yc = u[i, j], coef[0, i, j], y[i, j]
+# ---------------------------------------------------------------------------------------------------------
+# Nodal mode row primitives (shared by the single-step and the multi-step kernel)
+#
+# error_model="numpy": a float division then compiles to a plain divide; with Numba's default ("python") it
+# carries a ZeroDivisionError branch, which is what kept LLVM from vectorising the update loop. Every loop over
+# a row reads a handful of whole rows indexed by k-1, k, k+1 only, so LLVM's runtime alias checks between the
+# destination row and the inputs stay within its budget (at most 8 pointers) and the loops vectorise
+# (checked: packed <4 x double> / ymm arithmetic in the assembly). s > 0 everywhere (validated upstream).
+# ---------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False, inline="always")
+def _cross(cu, cd, sk, su, sd, uk, up, dn):
+    # Flux difference along one axis orthogonal to the row: upper face minus lower face (coefficients folded).
+    return cu * (su + sk) * (up - uk) - cd * (sk + sd) * (uk - dn)
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+def _row_update(dst, uc, sc, y, up, dn, su, sd, cu, cd, c2, wrap, alpha, beta):
+    """dst = beta*y + alpha*(D_2 u + D_b u)/s on one row: row axis 2 plus ONE orthogonal axis b (rows up/dn)."""
+    last = uc.shape[0] - 1
+    lo = wrap * (sc[last] + sc[0]) * (uc[0] - uc[last])  # wrap-around (torus) or wall (box: 0) face flux
+    d = c2 * ((sc[0] + sc[1]) * (uc[1] - uc[0]) - lo)
+    d += _cross(cu, cd, sc[0], su[0], sd[0], uc[0], up[0], dn[0])
+    dst[0] = beta * y[0] + alpha * d / sc[0]
+    for k in range(1, last):
+        sk, uk = sc[k], uc[k]
+        d = c2 * ((sk + sc[k + 1]) * (uc[k + 1] - uk) - (sc[k - 1] + sk) * (uk - uc[k - 1]))
+        d += _cross(cu, cd, sk, su[k], sd[k], uk, up[k], dn[k])
+        dst[k] = beta * y[k] + alpha * d / sk
+    d = c2 * (lo - (sc[last - 1] + sc[last]) * (uc[last] - uc[last - 1]))
+    d += _cross(cu, cd, sc[last], su[last], sd[last], uc[last], up[last], dn[last])
+    dst[last] = beta * y[last] + alpha * d / sc[last]
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+def _row_flux(dst, uc, sc, up, dn, su, sd, cu, cd, c2, wrap):
+    """dst = D_2 u + D_1 u on one row (first half of the 3-D update; see :func:`_row_finish`)."""
+    last = uc.shape[0] - 1
+    lo = wrap * (sc[last] + sc[0]) * (uc[0] - uc[last])
+    d = c2 * ((sc[0] + sc[1]) * (uc[1] - uc[0]) - lo)
+    dst[0] = d + _cross(cu, cd, sc[0], su[0], sd[0], uc[0], up[0], dn[0])
+    for k in range(1, last):
+        sk, uk = sc[k], uc[k]
+        d = c2 * ((sk + sc[k + 1]) * (uc[k + 1] - uk) - (sc[k - 1] + sk) * (uk - uc[k - 1]))
+        dst[k] = d + _cross(cu, cd, sk, su[k], sd[k], uk, up[k], dn[k])
+    d = c2 * (lo - (sc[last - 1] + sc[last]) * (uc[last] - uc[last - 1]))
+    dst[last] = d + _cross(cu, cd, sc[last], su[last], sd[last], uc[last], up[last], dn[last])
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+def _row_finish(dst, uc, sc, y, up, dn, su, sd, cu, cd, alpha, beta):
+    """dst = beta*y + alpha*(dst + D_0 u)/s in place: dst holds D_2 u + D_1 u from :func:`_row_flux`."""
+    for k in range(uc.shape[0]):
+        sk = sc[k]
+        d = dst[k] + _cross(cu, cd, sk, su[k], sd[k], uc[k], up[k], dn[k])
+        dst[k] = beta * y[k] + alpha * d / sk
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+def _nodal_row(u, y, s, dst, i, j, c0, c1, c2, wrap, alpha, beta):
+    # Nodal mode, row (i, j) of the single-step kernel. On a box the wall faces get coefficient 0 (the
+    # neighbour row read there is the wrapped one: finite data times 0).
+    n0, n1, _ = u.shape
+    uc, sc, yc = u[i, j], s[i, j], y[i, j]
     jp = j + 1 if j + 1 < n1 else 0
     jm = j - 1 if j > 0 else n1 - 1
-    up1, dn1, su1, sd1 = u[i, jp], u[i, jm], coef[0, i, jp], coef[0, i, jm]
     cu1 = c1 * (wrap if j == n1 - 1 else 1.0) if n1 > 1 else 0.0
     cd1 = c1 * (wrap if j == 0 else 1.0) if n1 > 1 else 0.0
+    if n0 == 1:
+        _row_update(dst, uc, sc, yc, u[i, jp], u[i, jm], s[i, jp], s[i, jm], cu1, cd1, c2, wrap, alpha, beta)
+        return
     ip = i + 1 if i + 1 < n0 else 0
     im = i - 1 if i > 0 else n0 - 1
-    up0, dn0, su0, sd0 = u[ip, j], u[im, j], coef[0, ip, j], coef[0, im, j]
-    cu0 = c0 * (wrap if i == n0 - 1 else 1.0) if n0 > 1 else 0.0
-    cd0 = c0 * (wrap if i == 0 else 1.0) if n0 > 1 else 0.0
-    # Axis-2 fluxes of the row ends (wall or wrap-around face) first, stored in acc; then one pass does the rest.
-    lo = wrap * (s[last] + s[0]) * (uc[0] - uc[last])
-    acc[0] = c2 * ((s[0] + s[1]) * (uc[1] - uc[0]) - lo)
-    acc[last] = c2 * (lo - (s[last - 1] + s[last]) * (uc[last] - uc[last - 1]))
-    _nodal_cross(acc, uc, s, yc, up1, dn1, su1, sd1, cu1, cd1, up0, dn0, su0, sd0, cu0, cd0, 0, 1, alpha, beta, n0 > 1)
-    _nodal_cross(acc, uc, s, yc, up1, dn1, su1, sd1, cu1, cd1, up0, dn0, su0, sd0, cu0, cd0, last, last + 1, alpha, beta, n0 > 1)
-    # Interior in a separate function on whole rows: few distinct pointers, so LLVM's runtime alias checks
-    # between the output row and the inputs stay within its budget.
-    if n0 > 1:
-        _nodal_interior3(acc, uc, s, yc, up1, dn1, su1, sd1, cu1, cd1, up0, dn0, su0, sd0, cu0, cd0, c2, alpha, beta)
-    else:
-        _nodal_interior2(acc, uc, s, yc, up1, dn1, su1, sd1, cu1, cd1, c2, alpha, beta)
-
-
-@njit(cache=True, fastmath=False)
-def _nodal_cross(acc, uc, s, yc, up1, dn1, su1, sd1, cu1, cd1, up0, dn0, su0, sd0, cu0, cd0, k0, k1, alpha, beta, three):
-    # Row-end nodes k0..k1-1 (acc already holds their axis-2 fluxes): axis-1/axis-0 fluxes and the update.
-    for k in range(k0, k1):
-        sk, uk = s[k], uc[k]
-        d = acc[k] + cu1 * (su1[k] + sk) * (up1[k] - uk) - cd1 * (sk + sd1[k]) * (uk - dn1[k])
-        if three:
-            d += cu0 * (su0[k] + sk) * (up0[k] - uk) - cd0 * (sk + sd0[k]) * (uk - dn0[k])
-        acc[k] = beta * yc[k] + alpha * d / sk
-
-
-@njit(cache=True, fastmath=False)
-def _nodal_interior2(acc, uc, s, yc, up1, dn1, su1, sd1, cu1, cd1, c2, alpha, beta):
-    for k in range(1, uc.shape[0] - 1):
-        sk, uk = s[k], uc[k]
-        d = c2 * ((sk + s[k + 1]) * (uc[k + 1] - uk) - (s[k - 1] + sk) * (uk - uc[k - 1]))
-        d += cu1 * (su1[k] + sk) * (up1[k] - uk) - cd1 * (sk + sd1[k]) * (uk - dn1[k])
-        acc[k] = beta * yc[k] + alpha * d / sk
-
-
-@njit(cache=True, fastmath=False)
-def _nodal_interior3(acc, uc, s, yc, up1, dn1, su1, sd1, cu1, cd1, up0, dn0, su0, sd0, cu0, cd0, c2, alpha, beta):
-    for k in range(1, uc.shape[0] - 1):
-        sk, uk = s[k], uc[k]
-        d = c2 * ((sk + s[k + 1]) * (uc[k + 1] - uk) - (s[k - 1] + sk) * (uk - uc[k - 1]))
-        d += cu1 * (su1[k] + sk) * (up1[k] - uk) - cd1 * (sk + sd1[k]) * (uk - dn1[k])
-        d += cu0 * (su0[k] + sk) * (up0[k] - uk) - cd0 * (sk + sd0[k]) * (uk - dn0[k])
-        acc[k] = beta * yc[k] + alpha * d / sk
+    cu0 = c0 * (wrap if i == n0 - 1 else 1.0)
+    cd0 = c0 * (wrap if i == 0 else 1.0)
+    if n1 == 1:
+        _row_update(dst, uc, sc, yc, u[ip, j], u[im, j], s[ip, j], s[im, j], cu0, cd0, c2, wrap, alpha, beta)
+        return
+    # 3-D: two passes over the row (one fused loop would read 12 rows: too many pointers to vectorise)
+    _row_flux(dst, uc, sc, u[i, jp], u[i, jm], s[i, jp], s[i, jm], cu1, cd1, c2, wrap)
+    _row_finish(dst, uc, sc, yc, u[ip, j], u[im, j], s[ip, j], s[im, j], cu0, cd0, alpha, beta)
 
 
 @njit(parallel=True, cache=True, fastmath=False)
@@ -168,7 +195,7 @@ def apply_numba(u, y, out, coef, mixed, cout, inv_h, tp, tm, unit, wrap, alpha, 
         acc = out[i, j]
         uc = u[i, j]
         if nodal:
-            _nodal_row(u, y, coef, acc, i, j, c0, c1, c2, wrap, alpha, beta)
+            _nodal_row(u, y, coef[0], acc, i, j, c0, c1, c2, wrap, alpha, beta)
             continue
         f = coef[2, i, j]
         acc[0] = c2 * (f[0] * (uc[1] - uc[0]) - f[last] * (uc[0] - uc[last]))
@@ -195,6 +222,94 @@ def apply_numba(u, y, out, coef, mixed, cout, inv_h, tp, tm, unit, wrap, alpha, 
         yc, cc = y[i, j], cout[i, j]
         for k in range(n2):
             acc[k] = beta * yc[k] + alpha * cc[k] * acc[k]
+    return out
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+def _plane_step(dst, uc, up, dn, sc, su, sd, cu0, cd0, c1, c2, wrap, dt):
+    # One Euler step of plane q (dst = uc + dt D u / s, u of the previous level): uc/up/dn are the planes q,
+    # q+1, q-1 of that level; cu0/cd0 the axis-0 face factors (0 at a wall), c1/c2 the in-plane ones.
+    n1 = uc.shape[0]
+    for j in range(n1):
+        if n1 == 1:
+            _row_update(dst[j], uc[j], sc[j], uc[j], up[j], dn[j], su[j], sd[j], cu0, cd0, c2, wrap, dt, 1.0)
+            continue
+        jp = j + 1 if j + 1 < n1 else 0
+        jm = j - 1 if j > 0 else n1 - 1
+        cu1 = c1 * (wrap if j == n1 - 1 else 1.0)
+        cd1 = c1 * (wrap if j == 0 else 1.0)
+        row = dst[j]
+        _row_flux(row, uc[j], sc[j], uc[jp], uc[jm], sc[jp], sc[jm], cu1, cd1, c2, wrap)
+        _row_finish(row, uc[j], sc[j], uc[j], up[j], dn[j], su[j], sd[j], cu0, cd0, dt, 1.0)
+
+
+@njit(parallel=True, cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+def advance_numba(u, out, s, inv_h, unit, wrap, dt, steps, nblocks):
+    """``steps`` explicit Euler steps of nodal mode in one pass over memory (temporal blocking).
+
+    out = E^steps u with E u = u + dt D u / s, D the nodal-mode flux operator of :func:`apply_numba`
+    (face coefficients 0.5 (s_n + s_{n+e_a}) unit[a], wall faces 0 when ``wrap`` is 0, periodic when 1).
+    The result equals ``steps`` calls of :func:`apply_numba` (y = u, alpha = dt, beta = 1): every node's
+    update is the same floating-point expression, evaluated from the same values.
+
+    The planes along axis 0 (rows of a 2-D grid laid out as (n, 1, m)) are swept as a wavefront: at sweep
+    position t the level-k plane q = t - k + 1 is computed from the level-(k-1) planes q-1, q, q+1, so each
+    level keeps only a ring of three planes (level 0 is ``u``, level ``steps`` goes straight to ``out``), and
+    u, s and out are streamed from memory once per ``steps`` steps instead of once per step. The planes are
+    split into ``nblocks`` contiguous blocks (one per thread); a block recomputes a halo of ``steps - k``
+    planes of level k at each end (indices taken modulo n0 on a torus, clamped at the walls of a box), so
+    blocks are independent. ``out`` must not alias ``u``.
+    """
+    n0, n1, n2 = u.shape
+    c0 = inv_h[0] * inv_h[0] * (0.5 * unit[0]) if n0 > 1 else 0.0
+    c1 = inv_h[1] * inv_h[1] * (0.5 * unit[1])
+    c2 = inv_h[2] * inv_h[2] * (0.5 * unit[2])
+    periodic = wrap != 0.0
+    halo = steps if n0 > 1 else 0
+    nblocks = max(1, min(nblocks, n0))
+    for blk in prange(nblocks):
+        a = blk * n0 // nblocks
+        b = (blk + 1) * n0 // nblocks
+        ring = np.empty((max(steps - 1, 1), 3, n1, n2))
+        for t in range(a - halo, b + steps):
+            for k in range(1, steps + 1):
+                q = t - k + 1
+                lo = a - (steps - k) * (halo > 0)
+                hi = b - 1 + (steps - k) * (halo > 0)
+                if not periodic:
+                    lo = max(lo, 0)
+                    hi = min(hi, n0 - 1)
+                if q < lo or q > hi:
+                    continue
+                p = q % n0
+                pu = (q + 1) % n0
+                pd = (q - 1) % n0
+                cu0, cd0 = c0, c0
+                if not periodic and q == n0 - 1:
+                    cu0, pu = 0.0, p  # wall: no flux, read the centre plane (finite data times 0)
+                if not periodic and q == 0:
+                    cd0, pd = 0.0, p
+                if k == 1:
+                    uc, up, dn = u[p], u[pu], u[pd]
+                else:
+                    lev = ring[k - 2]  # level k-1: plane q sits in slot q % 3
+                    uc = lev[q % 3]
+                    up = lev[(q + 1) % 3] if pu != p else uc
+                    dn = lev[(q - 1) % 3] if pd != p else uc
+                dst = out[p] if k == steps else ring[k - 1, q % 3]
+                _plane_step(dst, uc, up, dn, s[p], s[pu], s[pd], cu0, cd0, c1, c2, wrap, dt)
+    return out
+
+
+def advance_numpy(u, out, s, inv_h, unit, wrap, dt, steps, nblocks=1):
+    """NumPy reference of :func:`advance_numba`: ``steps`` calls of :func:`apply_numpy` (nodal mode)."""
+    coef = s.reshape(1, *s.shape)
+    cur = np.array(u, dtype=np.float64)
+    tp = tm = np.zeros((3, 1), dtype=np.int64)
+    mixed = np.zeros((3, 3, 1, 1, 1))
+    for _ in range(steps):
+        cur = apply_numpy(cur, cur, np.empty_like(cur), coef, mixed, None, inv_h, tp, tm, unit, wrap, dt, 1.0, False)
+    out[...] = cur
     return out
 
 

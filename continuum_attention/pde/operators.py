@@ -38,11 +38,19 @@ import scipy.sparse as sp
 
 from ..densities import Density
 from ..grid import Grid
-from ._kernels import apply_numba, apply_numpy, nodal_to_faces
+from ._kernels import advance_numba, advance_numpy, apply_numba, apply_numpy, nodal_to_faces
 
 __all__ = ["FORMS", "MetricField", "resolve_metric", "FluxOperator", "build_operator"]
 
 FORMS = ("features", "walkers", "heat")
+
+# Explicit Euler steps fused into one pass over memory by :func:`._kernels.advance_numba` (temporal blocking).
+# A single step streams u, s and the output; a group of k steps streams them once and does the k steps'
+# arithmetic on planes held in cache (rings of 3 planes per intermediate step). On the 2-core benchmark machine
+# (2048^2 Torus, docs/performance.md) 8 steps per pass were faster per step than 2 or 4; the group is shortened
+# where the rings (3 (k-1) planes of a 3-D grid) would not fit in FUSED_RING_BYTES (the per-core L2 cache).
+FUSED_STEPS = 8
+FUSED_RING_BYTES = 1 << 20
 
 # Below this many nodes a step takes microseconds and waking a second thread costs more than it saves (on a
 # loaded machine an OpenMP wake-up was measured at ~20 ms), so the kernel runs on one thread.
@@ -304,6 +312,66 @@ class FluxOperator:
         """One explicit Euler step ``out = s + dt L s`` in a single fused pass (``out`` must not alias s)."""
         v = self.differenced(s, scratch)
         return apply_numba(v, s, out, *self._args(), float(dt), 1.0, self.has_mixed)
+
+    @property
+    def can_fuse_steps(self) -> bool:
+        """True when :meth:`euler_steps` fuses steps (nodal mode: features form, constant diagonal metric)."""
+        return self.nodal and self.cin is None
+
+    def fused_steps(self) -> int:
+        """Steps per pass of the multi-step kernel: FUSED_STEPS, fewer where the plane rings outgrow the cache."""
+        n1, n2 = (1, self.shape3[2]) if self.shape3[0] == 1 else self.shape3[1:]
+        plane_bytes = 8 * n1 * n2
+        k = FUSED_STEPS
+        while k > 2 and 3 * (k - 1) * plane_bytes > FUSED_RING_BYTES:
+            k //= 2
+        return k
+
+    def _fused_layout(self, a: np.ndarray) -> np.ndarray:
+        # A 2-D grid (1, n1, n2) is swept as (n1, 1, n2): its rows become the planes of the wavefront.
+        if self.shape3[0] == 1 and self.shape3[1] > 1:
+            return a.reshape(self.shape3[1], 1, self.shape3[2])
+        return a
+
+    def _fused_args(self):
+        inv_h, unit = self.inv_h, self.unit
+        if self.shape3[0] == 1 and self.shape3[1] > 1:
+            inv_h, unit = inv_h[[1, 0, 2]], unit[[1, 0, 2]]
+        return self._fused_layout(self.coef[0]), inv_h, unit, self.wrap
+
+    def euler_steps(
+        self, s: np.ndarray, out: np.ndarray, dt: float, steps: int, *, reference: bool = False
+    ) -> np.ndarray:
+        """``steps`` explicit Euler steps ``out = (1 + dt L)^steps s`` (``out`` must not alias s).
+
+        In nodal mode (:attr:`can_fuse_steps`) one pass of :func:`._kernels.advance_numba` does all of them
+        (temporal blocking; the same floating-point operations as repeated :meth:`euler_step` calls);
+        otherwise, or with ``steps`` = 1, single fused steps. ``reference`` runs the NumPy reference.
+        ``out``: C-contiguous float64 of shape ``shape3``. The caller keeps dt within :meth:`max_stable_dt`.
+        """
+        steps = int(steps)
+        if steps < 1:
+            raise ValueError(f"steps must be a positive integer, got steps={steps}")
+        if out.shape != self.shape3 or out.dtype != np.float64 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous float64 array of shape {self.shape3}")
+        s = np.ascontiguousarray(s, dtype=np.float64).reshape(self.shape3)
+        if not self.can_fuse_steps:
+            if reference:
+                raise ValueError("euler_steps(reference=True) exists only where steps fuse (can_fuse_steps)")
+            if steps == 1:
+                return self.euler_step(s, out, dt)
+            buffers = (out, np.empty(self.shape3))  # step n writes buffers[(steps-1-n) % 2]: the last one, out
+            scratch = np.empty(self.shape3) if self.cin is not None else None
+            cur = s
+            for n in range(steps):
+                cur = self.euler_step(cur, buffers[(steps - 1 - n) % 2], dt, scratch)
+            return out
+        if steps == 1 and not reference:
+            return self.euler_step(s, out, dt)
+        kernel = advance_numpy if reference else advance_numba
+        threads = numba.get_num_threads()
+        kernel(self._fused_layout(s), self._fused_layout(out), *self._fused_args(), float(dt), steps, threads)
+        return out
 
     # -- sparse matrix ---------------------------------------------------------------------------------
     def matrix(self) -> sp.csr_matrix:
