@@ -1,21 +1,37 @@
 """Experiment 5, the bridge to the theory: the learned pull-back metric of two moons and its heat flow.
 
-1. Train the IPN with metric-attention on two moons (the Table settings of :func:`.experiments.two_moons`).
-2. Export the first attention layer's pseudo-metric pulled back to the plane,
-   f(x, y) = |phi(A x + c) - phi(A y + c)|^2, metric tensor g(x) = J^T J with J = J_phi(A x + c) A
-   (:meth:`InformationPropagationNetwork.input_metric`). It is rescaled by a constant so that the mean of
-   tr g / 2 over the data points is 1 (a constant factor is a change of time scale only), which makes the flow
-   comparable with the Euclidean one at equal times.
-3. Draw it over the plane: log10(tr g / 2) as a heat map and the unit balls {v : v^T g v = r^2} as ellipses.
-4. Solve the features form of the attention-limit equation, dH/dt = Delta_g H + 2 <grad log p, grad H>_g, with
-   ``continuum_attention.pde.AttentionLimitPDE`` on a Box around the data, for the class indicator H_0 (label of
-   the nearest training point), under the learned metric and under the Euclidean metric, with p a kernel
-   density estimate of the training points (a floor keeps log p finite). The test-point contrast
-   mean(H | class 1) - mean(H | class 0) and the accuracy of H > 1/2 measure how much the indicator leaks
-   across the gap.
+Three trained models (``VARIANTS``), each giving a pseudo-metric on the plane:
+
+* ``"ipn"``: the metric-attention IPN of the two-moons experiment (block MLPs); its first attention layer pulled
+  back through the embedding, f(x, y) = |phi(A x + c) - phi(A y + c)|^2, g = J^T J with J = J_phi(A x + c) A
+  (:meth:`InformationPropagationNetwork.input_metric`). The original bridge: its block MLPs can classify, so the
+  attention metric need not learn the class structure.
+* ``"ipn_attention_only"``: the same IPN with ``block_mlp=False`` (the only nonlinearity is the attention).
+* ``"label_propagation"``: :class:`LabelPropagation`, attention alone propagates the labels: one metric-attention
+  with phi: R^2 -> R^2 (residual MLP of width 10) on the raw coordinates, applied L = 4 times to the label
+  features (train labels known, test labels predicted), trained by hiding half of the training labels per epoch.
+
+For each (variant, seed), with the fixed ``PROTOCOL``:
+
+1. The metric is normalised, g = c J^T J + delta I with delta = 0.01 and c such that the mean of tr g / 2 over
+   the data points is 1 (a constant factor is a change of time scale only; delta keeps g positive definite
+   where phi folds), which makes the flow comparable with the Euclidean one (g = I) at equal times.
+2. Drawn over the plane: log10(tr g / 2) as a heat map with the unit balls {v : v^T g v = r^2} as ellipses,
+   and the anisotropy lambda_max / lambda_min.
+3. Measured (:func:`metric_measures`): the metric length per unit length of paths across the gap vs along the
+   moons (:func:`moon_paths`), and the mean largest eigenvalue of g at data points near the class boundary vs
+   inside the classes (:func:`boundary_sets`).
+4. The features form of the attention-limit equation, dH/dt = Delta_g H + 2 <grad log p, grad H>_g, is solved
+   with ``continuum_attention.pde.AttentionLimitPDE`` on a Box around the data for the class indicator H_0
+   (label of the nearest training point), under the learned metric and under the Euclidean metric, with p a
+   kernel density estimate of the training points (a floor keeps log p finite). The test-point contrast
+   mean(H | class 1) - mean(H | class 0) and the accuracy of H > 1/2 at t = 0.1 .. 0.4 measure how much the
+   indicator leaks across the gap: fast conduction inside a class and slow across the gap keep the contrast.
 
 The KDE is the coordinate density q of the training points; the solver uses p = q / sqrt|g| (THEORY
-section 3 pitfall), so both metrics see the same sampled points.
+section 3 pitfall), so both metrics see the same sampled points. :func:`bridge` runs one (variant, seed),
+:func:`bridge_study` all of them (``simulations/learn_bridge.py``: 10 seeds, 96x96 grid; ``--quick``: 3 seeds,
+40x40 grid).
 """
 
 from __future__ import annotations
@@ -25,47 +41,173 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from .experiments import _ipn_trial, moons_data, settings
+from .layers import MetricAttention, _check_int
+from .models import InformationPropagationNetwork
+from .training import seed_all
 
-__all__ = ["bridge", "train_moons_metric", "kde_density", "ScaledMetric"]
+__all__ = ["bridge", "bridge_study", "train_moons_metric", "kde_density", "ScaledMetric", "LabelPropagation",
+           "metric_measures", "moon_paths", "VARIANTS", "PROTOCOL"]
 
 BOX = ((-1.75, -1.25), (2.75, 1.75))
 
 
 class ScaledMetric:
-    """A learned metric times a positive constant c: f -> c f, g -> c g (wraps ``metrics.Learned``)."""
+    """A learned metric times a positive constant c, plus an optional isotropic floor delta.
+
+    g -> c g + delta I and f(x, y) -> c f(x, y) + delta |x - y|^2: the pseudo-metric of the feature map
+    x -> (sqrt(c) phi(x), sqrt(delta) x), whose pull-back is exactly c g + delta I (wraps ``metrics.Learned``).
+    The floor keeps g positive definite where phi folds (det J_phi = 0, a degenerate pull-back).
+    """
 
     is_metric = True
     constant_tensor = None
 
-    def __init__(self, metric, scale: float):
+    def __init__(self, metric, scale: float, floor: float = 0.0):
         if not scale > 0:
             raise ValueError(f"scale must be positive, got scale={scale!r}")
-        self.metric, self.scale = metric, float(scale)
+        if not floor >= 0:
+            raise ValueError(f"floor must be non-negative, got floor={floor!r}")
+        self.metric, self.scale, self.floor = metric, float(scale), float(floor)
         self.dim = getattr(metric, "dim", None)
 
     def tensor(self, points) -> np.ndarray:
-        return self.scale * self.metric.tensor(points)
+        g = self.scale * self.metric.tensor(points)
+        return g + self.floor * np.eye(g.shape[-1]) if self.floor else g
 
     def pairwise(self, x, y, domain=None) -> np.ndarray:
-        return self.scale * self.metric.pairwise(x, y)
+        f = self.scale * self.metric.pairwise(x, y)
+        if self.floor:
+            x, y = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(np.asarray(y, float))
+            f = f + self.floor * ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+        return f
 
     def __getattr__(self, name: str):
+        if name == "metric":
+            raise AttributeError(name)
         return getattr(self.metric, name)
 
 
-def train_moons_metric(seed: int = 0, epochs: int | None = None):
-    """Train the metric-attention IPN on two moons; returns (model, x, y, test, test accuracy)."""
-    cfg = settings("two_moons", True, {"epochs": epochs})
-    x, y, test = moons_data()
-    trial = _ipn_trial(x, y, test, "metric", seed, cfg)
-    for _ in range(cfg["epochs"]):
-        trial.train_epoch()
-    trial.model.eval()
+VARIANTS = ("ipn", "ipn_attention_only", "label_propagation")
+VARIANT_LABELS = {"ipn": "IPN (block MLPs)", "ipn_attention_only": "IPN attention-only",
+                  "label_propagation": "label propagation (shared g)"}
+# The fixed protocol of the bridge study (chosen before the multi-seed runs; see the module docstring).
+PROTOCOL: dict[str, Any] = dict(
+    lr=1e-3, weight_decay=1e-4, mlp_width=10,   # Table settings (THEORY section 6)
+    ipn_epochs=300,                              # = the quick two-moons setting the original bridge used
+    lp_layers=4, lp_hide=0.5, lp_epochs=1000,    # label propagation: L steps of one shared metric
+    t_final=0.4, n_snapshots=5,                  # heat-flow snapshots at 0, 0.1, ..., 0.4 (metric: mean tr g / 2 = 1)
+    knn=10, boundary_band=(0.2, 0.8),            # boundary / interior data points (kNN class mixture)
+    metric_floor=0.01,                           # g = c J^T J + 0.01 I, mean tr g / 2 = 1 (folds of phi make J^T J singular)
+    dt=1e-3,                                     # implicit-Euler step of both heat flows (contrast changes < 1e-3 at dt/2)
+)
+
+
+class LabelPropagation(nn.Module):
+    """Attention-only transductive label propagation with one metric-attention on the plane.
+
+    One :class:`MetricAttention` with phi: R^d -> R^d (residual MLP of width ``hidden``) scores the raw
+    coordinates, S = softmax(-|phi(x_i) - phi(x_j)|^2 / (2 eps)), and the same S is applied ``layers`` times to
+    the label features: H_L = S^L H_0 (a heat flow of L explicit Euler steps, time L eps / 2, THEORY section 1).
+    H_0 is the one-hot label of the points whose label is known and the uniform vector 1/C elsewhere; the
+    prediction is argmax H_L. The network has no other parameters: every bit of class information that reaches
+    an unlabelled point travels through the attention weights, so the metric is what is learned.
+    """
+
+    def __init__(self, dim: int = 2, num_classes: int = 2, *, hidden: int = 10, layers: int = 4, eps: float = 0.5):
+        super().__init__()
+        self.attn = MetricAttention(dim, hidden=hidden, eps=eps, value=False)
+        self.layers = _check_int(layers, "layers")
+        self.num_classes = _check_int(num_classes, "num_classes", 2)
+
+    def forward(self, x: Tensor, labels: Tensor, known: Tensor) -> Tensor:
+        """Class scores H_L (N, C) for points x (N, d), integer labels (N,) and a boolean ``known`` (N,)."""
+        s = self.attn.attention_weights(x[None])[0, 0]
+        onehot = nn.functional.one_hot(labels, self.num_classes).to(s.dtype)
+        h = torch.where(known[:, None], onehot, torch.full_like(onehot, 1.0 / self.num_classes))
+        for _ in range(self.layers):
+            h = s @ h
+        return h
+
+    def input_metric(self):
+        """The shared pseudo-metric on the input plane, ``metrics.Learned`` with g = J_phi^T J_phi."""
+        return self.attn.to_learned()
+
+
+def _train_label_propagation(x, y, test, seed: int, epochs: int, layers: int, hide: float, lr: float, wd: float,
+                             hidden: int = 10):
+    """Train :class:`LabelPropagation`: each epoch hides a random fraction ``hide`` of the training labels and
+    scores the cross-entropy of H_L at the hidden training points (test points are always unlabelled)."""
+    gen = seed_all(seed)
+    model = LabelPropagation(x.shape[1], int(y.max()) + 1, hidden=hidden, layers=layers)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+    te = torch.as_tensor(test, dtype=torch.bool)
+    train_idx = torch.nonzero(~te).squeeze(1)
+    for _ in range(epochs):
+        hidden_idx = train_idx[torch.rand(len(train_idx), generator=gen) < hide]
+        known = ~te.clone()
+        known[hidden_idx] = False
+        opt.zero_grad()
+        h = model(xt, yt, known)
+        loss = -torch.log(h[hidden_idx, yt[hidden_idx]].clamp_min(1e-12)).mean()
+        loss.backward()
+        opt.step()
+    model.eval()
     with torch.no_grad():
-        acc = trial.test_accuracy()
-    return trial.model.double(), x.astype(np.float64), y, test, acc
+        acc = float((model(xt, yt, ~te)[te].argmax(-1) == yt[te]).float().mean())
+    return model.double(), acc
+
+
+def _train_ipn(x, y, test, seed: int, epochs: int, block_mlp: bool, lr: float, wd: float, mlp_width: int = 10):
+    """The IPN of :func:`.experiments._ipn_trial` (full batch, cross-entropy on the training points)."""
+    seed_all(seed)
+    model = InformationPropagationNetwork(x.shape[1], int(y.max()) + 1, attention="metric", width=10,
+                                          mlp_width=mlp_width, layers=2, block_mlp=block_mlp)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+    te = torch.as_tensor(test, dtype=torch.bool)
+    lossf = nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        opt.zero_grad()
+        lossf(model(xt)[~te], yt[~te]).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        acc = float((model(xt)[te].argmax(-1) == yt[te]).float().mean())
+    return model.double(), acc
+
+
+def train_moons_metric(seed: int = 0, epochs: int | None = None, variant: str = "ipn"):
+    """Train one bridge variant on two moons; returns (model, x, y, test, test accuracy).
+
+    ``"ipn"``: the metric-attention IPN of the two-moons experiment (its quick settings, :func:`._ipn_trial`);
+    ``"ipn_attention_only"``: the same IPN without block MLPs; ``"label_propagation"``:
+    :class:`LabelPropagation` (``PROTOCOL`` settings). ``epochs`` overrides the variant's number of epochs.
+    Every model's ``input_metric()`` is its pseudo-metric pulled back to the plane.
+    """
+    x, y, test = moons_data()
+    P = PROTOCOL
+    if variant == "ipn":
+        cfg = settings("two_moons", True, {"epochs": epochs})
+        trial = _ipn_trial(x, y, test, "metric", seed, cfg)
+        for _ in range(cfg["epochs"]):
+            trial.train_epoch()
+        trial.model.eval()
+        with torch.no_grad():
+            acc = trial.test_accuracy()
+        model = trial.model.double()
+    elif variant == "ipn_attention_only":
+        model, acc = _train_ipn(x, y, test, seed, epochs or P["ipn_epochs"], False, P["lr"], P["weight_decay"],
+                                P["mlp_width"])
+    elif variant == "label_propagation":
+        model, acc = _train_label_propagation(x, y, test, seed, epochs or P["lp_epochs"], P["lp_layers"], P["lp_hide"],
+                                              P["lr"], P["weight_decay"], P["mlp_width"])
+    else:
+        raise ValueError(f"variant must be one of {VARIANTS}, got variant={variant!r}")
+    return model, x.astype(np.float64), y, test, acc
 
 
 def kde_density(points: np.ndarray, bandwidth: float = 0.2, floor: float = 0.02):
@@ -112,11 +254,14 @@ def _nearest_label(points: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarr
     return y[d.argmin(1)].astype(float)
 
 
-def heat_flow(metric, density, h0: np.ndarray, t_final: float, n_snapshots: int, shape: int) -> np.ndarray:
+def heat_flow(metric, density, h0: np.ndarray, t_final: float, n_snapshots: int, shape: int,
+              dt: float | None = None) -> np.ndarray:
     """H(t) on the grid at ``n_snapshots`` equally spaced times in [0, t_final] (features form).
 
     Solved by ``pde.AttentionLimitPDE(...).solve`` with implicit Euler (positivity-preserving for diagonal
-    metric tensors; the indicator is discontinuous, so Crank-Nicolson would ring). Returns (T, *grid.shape).
+    metric tensors; the indicator is discontinuous, so Crank-Nicolson would ring). ``dt=None`` uses the solver's
+    default step, which follows the smallest eigenvalue of g anywhere on the grid (far from the data a learned
+    metric can be small, which makes that step tiny); the bridge passes ``PROTOCOL["dt"]``. Returns (T, *grid.shape).
     """
     from ..domains import Box
     from ..grid import Grid
@@ -124,7 +269,8 @@ def heat_flow(metric, density, h0: np.ndarray, t_final: float, n_snapshots: int,
 
     grid = Grid(Box(*BOX), shape)
     pde = AttentionLimitPDE(grid, density, metric=metric, form="features")
-    return pde.solve(h0.reshape(grid.shape), float(t_final), method="implicit-euler", n_snapshots=n_snapshots).values
+    return pde.solve(h0.reshape(grid.shape), float(t_final), method="implicit-euler", n_snapshots=n_snapshots,
+                     dt=dt).values
 
 
 def _interpolate(grid_values: np.ndarray, axes: list[np.ndarray], points: np.ndarray) -> np.ndarray:
@@ -133,11 +279,85 @@ def _interpolate(grid_values: np.ndarray, axes: list[np.ndarray], points: np.nda
     return RegularGridInterpolator(axes, grid_values, bounds_error=False, fill_value=None)(points)
 
 
-def bridge(quick: bool = True, seed: int = 0, shape: int | None = None, t_final: float = 0.2, n_snapshots: int = 5,
-           epochs: int | None = None) -> dict[str, Any]:
-    """Run experiment 5; returns arrays (metric fields, heat-flow snapshots, contrasts) and its configuration.
+def moon_paths(n: int = 101) -> dict[str, list[np.ndarray]]:
+    """Reference paths of the two-moons geometry (the noise-free centre curves of ``sklearn.make_moons``).
 
-    Snapshots at ``n_snapshots`` equally spaced times in [0, t_final].
+    * ``within``: arcs along each moon, c0(t) = (cos t, sin t) and c1(t) = (1 - cos t, 1/2 - sin t) for
+      t in [0.1 pi, 0.9 pi] (inside one class).
+    * ``crossing``: straight segments across the gap: vertical segments at x = 0.1, 0.2, ..., 0.9 from the lower
+      moon to the upper moon, and the two tip segments (1, 0) -> (1, -1/2) and (0, 1/2) -> (0, 1) from the tip
+      of one moon to the facing curve of the other.
+    """
+    t = np.linspace(0.1 * np.pi, 0.9 * np.pi, n)
+    within = [np.c_[np.cos(t), np.sin(t)], np.c_[1 - np.cos(t), 0.5 - np.sin(t)]]
+    s = np.linspace(0.0, 1.0, n)[:, None]
+    crossing = []
+    for x0 in np.linspace(0.1, 0.9, 9):
+        a, b = np.array([x0, 0.5 - np.sqrt(1 - (1 - x0) ** 2)]), np.array([x0, np.sqrt(1 - x0**2)])
+        crossing.append(a + s * (b - a))
+    for a, b in (((1.0, 0.0), (1.0, -0.5)), ((0.0, 0.5), (0.0, 1.0))):
+        a, b = np.asarray(a), np.asarray(b)
+        crossing.append(a + s * (b - a))
+    return {"within": within, "crossing": crossing}
+
+
+def path_stretch(metric, path: np.ndarray) -> float:
+    """Metric length of a polyline divided by its Euclidean length (midpoint rule per segment)."""
+    d = np.diff(path, axis=0)
+    g = metric.tensor(0.5 * (path[1:] + path[:-1]))
+    ds = np.sqrt(np.maximum(np.einsum("pi,pij,pj->p", d, g, d), 0.0))
+    return float(ds.sum() / np.linalg.norm(d, axis=1).sum())
+
+
+def boundary_sets(x: np.ndarray, y: np.ndarray, k: int = 10, band=(0.2, 0.8)) -> tuple[np.ndarray, np.ndarray]:
+    """Data points near the class boundary / inside a class, from the labels of their k nearest neighbours.
+
+    q_i = fraction of class 1 among the k nearest other points; boundary: band[0] <= q_i <= band[1];
+    interior: q_i in {0, 1} (all k neighbours share one class).
+    """
+    d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    q = y[np.argsort(d, axis=1)[:, :k]].mean(1)
+    return (q >= band[0]) & (q <= band[1]), (q == 0) | (q == 1)
+
+
+def metric_measures(metric, x: np.ndarray, y: np.ndarray, k: int = 10, band=(0.2, 0.8)) -> dict[str, Any]:
+    """Scale-free comparisons of the metric across the gap and inside the classes.
+
+    * ``stretch_within`` / ``stretch_crossing``: metric length / Euclidean length of each :func:`moon_paths`
+      path; ``stretch_ratio`` = mean crossing stretch / mean within stretch (1 for any constant multiple of the
+      Euclidean metric; > 1 means the metric makes the gap longer than the classes).
+    * ``lmax_boundary`` / ``lmax_interior``: mean largest eigenvalue of g at the data points of
+      :func:`boundary_sets`; ``lmax_ratio`` their quotient.
+    * ``anisotropy``: the largest lambda_max / lambda_min over the data points.
+    """
+    paths = moon_paths()
+    within = np.array([path_stretch(metric, p) for p in paths["within"]])
+    crossing = np.array([path_stretch(metric, p) for p in paths["crossing"]])
+    w = np.linalg.eigvalsh(metric.tensor(x))
+    near, inside = boundary_sets(x, y, k, band)
+    return {"stretch_within": within, "stretch_crossing": crossing,
+            "stretch_ratio": float(crossing.mean() / within.mean()),
+            "lmax_boundary": float(w[near, 1].mean()), "lmax_interior": float(w[inside, 1].mean()),
+            "lmax_ratio": float(w[near, 1].mean() / w[inside, 1].mean()),
+            "n_boundary": int(near.sum()), "n_interior": int(inside.sum()),
+            "anisotropy": float((w[:, 1] / w[:, 0]).max()), "min_eigenvalue": float(w[:, 0].min())}
+
+
+def _flow_scores(h: np.ndarray, axes, points: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Contrast mean(H | class 1) - mean(H | class 0) and accuracy of H > 1/2 at ``points``, per snapshot."""
+    vals = np.stack([_interpolate(ht, axes, points) for ht in h])  # (T, n)
+    contrast = vals[:, labels == 1].mean(1) - vals[:, labels == 0].mean(1)
+    return contrast, ((vals > 0.5) == (labels == 1)).mean(1)
+
+
+def bridge(quick: bool = True, seed: int = 0, shape: int | None = None, t_final: float = 0.2, n_snapshots: int = 5,
+           epochs: int | None = None, variant: str = "ipn", euclidean: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run experiment 5 for one variant and one seed; returns metric fields, heat-flow snapshots, contrasts.
+
+    Snapshots at ``n_snapshots`` equally spaced times in [0, t_final]. ``variant`` is one of :data:`VARIANTS`
+    (default ``"ipn"``, the original bridge). ``euclidean`` may pass the Euclidean flow of an earlier call with
+    the same grid and times (it depends on neither the seed nor the variant) to skip recomputing it.
 
     ``result["pde_error"]`` holds the reason when the PDE solver is unavailable (the metric part still runs).
     """
@@ -146,39 +366,106 @@ def bridge(quick: bool = True, seed: int = 0, shape: int | None = None, t_final:
 
     shape = shape if shape is not None else (48 if quick else 96)
     times = np.linspace(0.0, t_final, n_snapshots)
-    model, x, y, test, acc = train_moons_metric(seed, epochs)
+    model, x, y, test, acc = train_moons_metric(seed, epochs, variant)
     raw = model.input_metric()
-    scale = 1.0 / float(np.mean(0.5 * np.trace(raw.tensor(x), axis1=1, axis2=2)))
-    metric = ScaledMetric(raw, scale)
+    floor = PROTOCOL["metric_floor"]
+    scale = (1.0 - floor) / float(np.mean(0.5 * np.trace(raw.tensor(x), axis1=1, axis2=2)))
+    metric = ScaledMetric(raw, scale, floor)  # mean tr g / 2 = 1 on the data points, floor included
     grid = Grid(Box(*BOX), shape)
-    out: dict[str, Any] = {"x": x, "y": y, "test": test, "ipn_test_accuracy": acc, "metric_scale": scale,
-                           "axes": grid.axes, "times": np.asarray(times),
-                           "fields": metric_fields(metric, grid.points), "data_log_trace": metric_fields(metric, x)["log_trace"]}
-    out["config"] = {"seed": seed, "shape": shape, "t_final": t_final, "n_snapshots": n_snapshots, "box": BOX, "bandwidth": 0.2, "floor": 0.02,
-                     "quick": quick, "epochs": settings("two_moons", True, {"epochs": epochs})["epochs"]}
+    out: dict[str, Any] = {"variant": variant, "x": x, "y": y, "test": test, "ipn_test_accuracy": acc,
+                           "test_accuracy": acc, "metric_scale": scale, "axes": grid.axes, "times": np.asarray(times),
+                           "fields": metric_fields(metric, grid.points), "data_log_trace": metric_fields(metric, x)["log_trace"],
+                           "measures": metric_measures(metric, x, y, PROTOCOL["knn"], PROTOCOL["boundary_band"])}
+    epochs_used = {"ipn": settings("two_moons", True, {"epochs": epochs})["epochs"],
+                   "ipn_attention_only": epochs or PROTOCOL["ipn_epochs"],
+                   "label_propagation": epochs or PROTOCOL["lp_epochs"]}[variant]
+    out["config"] = {"seed": seed, "variant": variant, "shape": shape, "t_final": t_final, "n_snapshots": n_snapshots,
+                     "box": BOX, "bandwidth": 0.2, "floor": 0.02, "quick": quick, "epochs": epochs_used}
     h0 = _nearest_label(grid.points, x[~test], y[~test])
     try:
         density = kde_density(x[~test])
-        flows = {"learned": heat_flow(metric, density, h0, t_final, n_snapshots, shape),
-                 "euclidean": heat_flow(None, density, h0, t_final, n_snapshots, shape)}
+        dt = min(PROTOCOL["dt"], t_final / (n_snapshots - 1))
+        flows = {"learned": heat_flow(metric, density, h0, t_final, n_snapshots, shape, dt)}
+        flows["euclidean"] = (euclidean["flows"]["euclidean"] if euclidean is not None
+                              else heat_flow(None, density, h0, t_final, n_snapshots, shape, dt))
     except (ImportError, AttributeError, TypeError, NotImplementedError) as err:
         out["pde_error"] = f"{type(err).__name__}: {err}"
         return out
     out["flows"] = flows
     out["contrast"], out["accuracy"] = {}, {}
     for name, h in flows.items():
-        vals = np.stack([_interpolate(ht, grid.axes, x[test]) for ht in h])  # (T, n_test)
-        yt = y[test]
-        out["contrast"][name] = vals[:, yt == 1].mean(1) - vals[:, yt == 0].mean(1)
-        out["accuracy"][name] = ((vals > 0.5) == (yt == 1)).mean(1)
+        out["contrast"][name], out["accuracy"][name] = _flow_scores(h, grid.axes, x[test], y[test])
+    out["flow_range"] = {name: np.array([h.min(), h.max()]) for name, h in flows.items()}
+    return out
+
+
+def bridge_study(quick: bool = True, seeds: Sequence[int] | int = 3, variants: Sequence[str] = VARIANTS,
+                 shape: int | None = None, t_final: float | None = None, n_snapshots: int | None = None,
+                 verbose: bool = False) -> dict[str, Any]:
+    """Every variant on every seed, the fixed :data:`PROTOCOL`; per-seed measures and the first seed's fields.
+
+    Returns ``{"variants": {name: {...}}, "euclidean": {contrast, accuracy}, "times", "seeds", "config"}``;
+    each variant holds per-seed arrays ``test_accuracy`` (S,), ``stretch_ratio`` (S,), ``lmax_ratio`` (S,),
+    ``anisotropy`` (S,), ``contrast`` and ``accuracy`` (S, T) of the learned-metric heat flow, and ``example``
+    (the first seed's :func:`bridge` result: metric fields and flows, for the figure).
+    """
+    import time
+
+    seeds = list(range(int(seeds))) if np.isscalar(seeds) else [int(s) for s in seeds]
+    t_final = PROTOCOL["t_final"] if t_final is None else t_final
+    n_snapshots = PROTOCOL["n_snapshots"] if n_snapshots is None else n_snapshots
+    shape = shape if shape is not None else (40 if quick else 96)
+    out: dict[str, Any] = {"variants": {}, "seeds": np.asarray(seeds)}
+    euclid = None
+    for name in variants:
+        rows = []
+        for s in seeds:
+            t0 = time.perf_counter()
+            r = bridge(quick=quick, seed=s, shape=shape, t_final=t_final, n_snapshots=n_snapshots, variant=name,
+                       euclidean=euclid)
+            if "flows" in r and euclid is None:
+                euclid = r
+            rows.append(r)
+            if verbose:
+                m = r["measures"]
+                print(f"{name:20s} seed {s}: acc {r['test_accuracy']:.3f} stretch ratio {m['stretch_ratio']:.3f} "
+                      f"lmax ratio {m['lmax_ratio']:.3f} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        v: dict[str, Any] = {
+            "test_accuracy": np.array([r["test_accuracy"] for r in rows]),
+            "metric_scale": np.array([r["metric_scale"] for r in rows]),
+            **{k: np.array([r["measures"][k] for r in rows]) for k in
+               ("stretch_ratio", "lmax_ratio", "lmax_boundary", "lmax_interior", "anisotropy", "min_eigenvalue")},
+            "stretch_within": np.stack([r["measures"]["stretch_within"] for r in rows]),
+            "stretch_crossing": np.stack([r["measures"]["stretch_crossing"] for r in rows]),
+            "example": {k: rows[0][k] for k in ("fields", "data_log_trace", "flows") if k in rows[0]},
+        }
+        if "flows" in rows[0]:
+            v["flow_range"] = np.stack([r["flow_range"]["learned"] for r in rows])
+            v["contrast"] = np.stack([r["contrast"]["learned"] for r in rows])
+            v["accuracy"] = np.stack([r["accuracy"]["learned"] for r in rows])
+        out["variants"][name] = v
+    first = euclid if euclid is not None else rows[0]
+    for k in ("x", "y", "test", "axes", "times"):
+        out[k] = first[k]
+    if euclid is not None:
+        out["euclidean"] = {"contrast": euclid["contrast"]["euclidean"], "accuracy": euclid["accuracy"]["euclidean"],
+                            "flow": euclid["flows"]["euclidean"]}
+    else:
+        out["pde_error"] = rows[0].get("pde_error")
+    out["config"] = dict(PROTOCOL, seeds=seeds, variants=list(variants), shape=shape, t_final=t_final,
+                         n_snapshots=n_snapshots, box=BOX, bandwidth=0.2, floor=0.02, quick=quick,
+                         ipn_epochs_original=settings("two_moons", True, {})["epochs"])
+    out["table"] = study_table(out)
     return out
 
 
 def bridge_table(result: dict[str, Any]) -> str:
-    """Contrast and accuracy of the thresholded indicator at each time, learned vs Euclidean metric."""
-    lines = [f"bridge: IPN metric-attention test accuracy {result['ipn_test_accuracy']:.3f}; "
+    """One :func:`bridge` run: contrast and accuracy of the thresholded indicator, learned vs Euclidean metric."""
+    m = result["measures"]
+    lines = [f"bridge ({result.get('variant', 'ipn')}): metric-attention test accuracy {result['ipn_test_accuracy']:.3f}; "
              f"log10(tr g/2) on data: median {np.median(result['data_log_trace']):.2f}, "
-             f"5-95% [{np.percentile(result['data_log_trace'], 5):.2f}, {np.percentile(result['data_log_trace'], 95):.2f}]"]
+             f"5-95% [{np.percentile(result['data_log_trace'], 5):.2f}, {np.percentile(result['data_log_trace'], 95):.2f}]; "
+             f"stretch crossing/within {m['stretch_ratio']:.3f}; lambda_max boundary/interior {m['lmax_ratio']:.3f}"]
     if "flows" not in result:
         lines.append(f"heat flow not computed: {result.get('pde_error')}")
         return "\n".join(lines)
@@ -189,8 +476,49 @@ def bridge_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _ms(a) -> str:
+    a = np.asarray(a, dtype=float)
+    return f"{a.mean():.3f} +- {a.std():.3f}"
+
+
+def study_table(study: dict[str, Any]) -> str:
+    """Per-variant summary (mean +- std over seeds) and the per-seed values of the bridge study."""
+    seeds = list(study["seeds"])
+    times = study["times"]
+    seeds = [int(v) for v in seeds]
+    lines = [f"bridge study: {len(seeds)} seeds {seeds}; metric normalised to mean tr g / 2 = 1 on the data; "
+             f"Euclidean = identity metric, same KDE density",
+             f"{'variant':20s} {'test acc':>15s} {'stretch cross/within':>21s} {'lmax bound/inter':>17s} {'max aniso':>15s}"]
+    for name, v in study["variants"].items():
+        lines.append(f"{name:20s} {_ms(v['test_accuracy']):>15s} {_ms(v['stretch_ratio']):>21s} "
+                     f"{_ms(v['lmax_ratio']):>17s} {_ms(v['anisotropy']):>15s}")
+    if "euclidean" in study:
+        head = "  ".join(f"t={t:.2f}" for t in times[1:])
+        lines.append(f"heat-flow contrast of the test points (mean +- std over seeds): {head}")
+        lines.append(f"{'euclidean':20s} " + "  ".join(f"{c:14.3f}" for c in study["euclidean"]["contrast"][1:]))
+        for name, v in study["variants"].items():
+            lines.append(f"{name:20s} " + "  ".join(f"{_ms(v['contrast'][:, i]):>14s}" for i in range(1, len(times))))
+        lines.append("heat-flow accuracy of H > 1/2 on the test points:")
+        lines.append(f"{'euclidean':20s} " + "  ".join(f"{c:14.3f}" for c in study["euclidean"]["accuracy"][1:]))
+        for name, v in study["variants"].items():
+            lines.append(f"{name:20s} " + "  ".join(f"{_ms(v['accuracy'][:, i]):>14s}" for i in range(1, len(times))))
+    else:
+        lines.append(f"heat flow not computed: {study.get('pde_error')}")
+    lines.append("per seed: test accuracy / stretch ratio / lambda_max ratio / contrast at t_final (learned - Euclidean)"
+                 " / range of H (learned)")
+    for name, v in study["variants"].items():
+        for i, s in enumerate(seeds):
+            dc = (f"{v['contrast'][i, -1] - study['euclidean']['contrast'][-1]:+.3f}" if "euclidean" in study else "n/a")
+            rg = f"[{v['flow_range'][i, 0]:.3f}, {v['flow_range'][i, 1]:.3f}]" if "flow_range" in v else ""
+            lines.append(f"  {name:20s} seed {s}: {v['test_accuracy'][i]:.3f} / {v['stretch_ratio'][i]:.3f} / "
+                         f"{v['lmax_ratio'][i]:.3f} / {dc} / {rg}")
+    return "\n".join(lines)
+
+
 def plot_bridge(result: dict[str, Any], path: str | Path) -> Path:
-    """Metric heat map with unit-ball ellipses, and heat-flow snapshots (learned vs Euclidean)."""
+    """Figure of a :func:`bridge_study` (or of a single :func:`bridge` run, drawn as a one-variant study)."""
+    if "variants" not in result:
+        result = _as_study(result)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,37 +526,72 @@ def plot_bridge(result: dict[str, Any], path: str | Path) -> Path:
     from matplotlib.patches import Ellipse
 
     ax0, ax1 = result["axes"]
-    n_flow = len(result["times"]) - 1 if "flows" in result else 0
-    rows, cols = (2 if n_flow else 1), 2 + n_flow
-    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.6 * rows), squeeze=False)
+    names = list(result["variants"])
+    times = result["times"]
+    has_flow = "euclidean" in result
+    mid = len(times) // 2
+    fig, axes = plt.subplots(len(names) + 1, 4, figsize=(17, 3.5 * (len(names) + 1)), squeeze=False)
     x, y = result["x"], result["y"]
-    w, v = result["fields"]["eigenvalues"], result["fields"]["eigenvectors"]
-    fields = [(result["fields"]["log_trace"], "log10(tr g / 2)", "learned pull-back metric (unit balls)"),
-              (np.log10(w[:, 1] / np.maximum(w[:, 0], 1e-300)), "log10(lambda_max / lambda_min)", "anisotropy of g")]
-    for ax, (vals, label, title) in zip(axes[0, :2], fields):
-        im = ax.pcolormesh(ax0, ax1, vals.reshape(len(ax0), len(ax1)).T, cmap="viridis", shading="auto")
-        fig.colorbar(im, ax=ax, label=label)
-        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", s=4, edgecolors="none")
-        ax.set(title=title, aspect="equal")
-    _ellipses(axes[0, 0], ax0, ax1, w, v, Ellipse)
-    if n_flow:
-        for row, name in enumerate(("learned", "euclidean")):
-            for j in range(n_flow):
-                a = axes[row, j + 2]
-                a.pcolormesh(ax0, ax1, result["flows"][name][j + 1].T, cmap="coolwarm", vmin=0, vmax=1, shading="auto")
-                a.scatter(x[:, 0], x[:, 1], c="k", s=1)
-                a.set(title=f"H(t), {name} metric, t = {result['times'][j + 1]:g}", aspect="equal")
-        for a, key, label in ((axes[1, 0], "contrast", "class contrast of H(t)"),
-                              (axes[1, 1], "accuracy", "accuracy of H(t) > 1/2")):
-            a.plot(result["times"], result[key]["learned"], "o-", color="tab:green", label="learned g")
-            a.plot(result["times"], result[key]["euclidean"], "s-", color="tab:gray", label="Euclidean")
-            a.set(xlabel="t", title=f"{label} (test points)")
-            a.legend()
+    paths = moon_paths()
+    for row, name in enumerate(names):
+        v = result["variants"][name]
+        ex = v["example"]
+        w, vec = ex["fields"]["eigenvalues"], ex["fields"]["eigenvectors"]
+        panels = [(ex["fields"]["log_trace"], "log10(tr g / 2)", f"{VARIANT_LABELS.get(name, name)}, seed {result['seeds'][0]}\nlearned g (unit balls)"),
+                  (np.log10(w[:, 1] / np.maximum(w[:, 0], 1e-300)), "log10(lambda_max / lambda_min)",
+                   f"anisotropy; paths within (white) / across (magenta)\nstretch across/within {v['stretch_ratio'][0]:.2f}")]
+        for ax, (vals, label, title) in zip(axes[row, :2], panels):
+            im = ax.pcolormesh(ax0, ax1, vals.reshape(len(ax0), len(ax1)).T, cmap="viridis", shading="auto")
+            fig.colorbar(im, ax=ax, label=label)
+            ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", s=3, edgecolors="none")
+            ax.set_title(title, fontsize=9)
+            ax.set_aspect("equal")
+        _ellipses(axes[row, 0], ax0, ax1, w, vec, Ellipse)
+        for p in paths["within"]:
+            axes[row, 1].plot(p[:, 0], p[:, 1], "w-", lw=0.8)
+        for p in paths["crossing"]:
+            axes[row, 1].plot(p[:, 0], p[:, 1], "m-", lw=0.8)
+        for j, k in enumerate((mid, len(times) - 1)):
+            a = axes[row, 2 + j]
+            if has_flow:
+                a.pcolormesh(ax0, ax1, ex["flows"]["learned"][k].T, cmap="coolwarm", vmin=0, vmax=1, shading="auto")
+                a.scatter(x[:, 0], x[:, 1], c="k", s=0.5)
+            a.set(title=f"H(t), learned metric, t = {times[k]:g}", aspect="equal")
+    bottom = axes[-1]
+    if has_flow:
+        for j, k in enumerate((mid, len(times) - 1)):
+            bottom[j].pcolormesh(ax0, ax1, result["euclidean"]["flow"][k].T, cmap="coolwarm", vmin=0, vmax=1, shading="auto")
+            bottom[j].scatter(x[:, 0], x[:, 1], c="k", s=0.5)
+            bottom[j].set(title=f"H(t), Euclidean metric, t = {times[k]:g}", aspect="equal")
+        colors = ["tab:gray", "tab:orange", "tab:green", "tab:blue", "tab:purple"]
+        for a, key, label in ((bottom[2], "contrast", "class contrast of H(t)"), (bottom[3], "accuracy", "accuracy of H(t) > 1/2")):
+            for c, name in zip(colors, names):
+                vals = result["variants"][name][key]
+                a.plot(times, vals.mean(0), "o-", color=c, label=name)
+                a.fill_between(times, vals.min(0), vals.max(0), color=c, alpha=0.2)
+            a.plot(times, result["euclidean"][key], "k--", label="Euclidean")
+            a.set(xlabel="t", title=f"{label}\ntest points, {len(result['seeds'])} seeds (mean, min-max)")
+            a.legend(fontsize=7)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def _as_study(r: dict[str, Any]) -> dict[str, Any]:
+    """A single :func:`bridge` result in the layout of :func:`bridge_study` (one seed, one variant)."""
+    m = r["measures"]
+    v = {"test_accuracy": np.array([r["test_accuracy"]]), "stretch_ratio": np.array([m["stretch_ratio"]]),
+         "example": {k: r[k] for k in ("fields", "flows") if k in r}}
+    out = {"variants": {r.get("variant", "ipn"): v}, "seeds": np.array([r["config"]["seed"]])}
+    for k in ("x", "y", "axes", "times"):
+        out[k] = r[k]
+    if "flows" in r:
+        v["contrast"], v["accuracy"] = r["contrast"]["learned"][None], r["accuracy"]["learned"][None]
+        out["euclidean"] = {"contrast": r["contrast"]["euclidean"], "accuracy": r["accuracy"]["euclidean"],
+                            "flow": r["flows"]["euclidean"]}
+    return out
 
 
 def _ellipses(ax, ax0: np.ndarray, ax1: np.ndarray, w: np.ndarray, v: np.ndarray, Ellipse) -> None:
@@ -251,20 +614,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from ..storage import save
 
     p = argparse.ArgumentParser(description="metric-attention bridge: learned metric and heat flow on two moons")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--seeds", type=int, default=1, help="the bridge uses one trained model: seed 0..N-1, first used")
+    p.add_argument("--quick", action="store_true", help="3 seeds, 40x40 grid (default: 10 seeds, 96x96 grid)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default 3 quick, 10 full)")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--out", default="results")
     p.add_argument("--figures", default="figures")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = bridge(quick=args.quick, seed=0)
-    table = bridge_table(result)
-    print(table)
+    seeds = args.seeds if args.seeds is not None else (3 if args.quick else 10)
+    result = bridge_study(quick=args.quick, seeds=seeds, variants=args.variants, verbose=True)
+    print(result["table"])
     arrays = {k: v for k, v in result.items() if k not in ("config",)}
-    arrays["table"] = table
-    print("wrote", save(Path(args.out) / "learn_bridge.h5", arrays, dict(result["config"], seeds=[0],
-                                                                          torch_version=torch.__version__),
+    print("wrote", save(Path(args.out) / "learn_bridge.h5", arrays, dict(result["config"], torch_version=torch.__version__),
                          kind="learn_bridge"))
     print("wrote", plot_bridge(result, Path(args.figures) / "learn_bridge.png"))
     return result

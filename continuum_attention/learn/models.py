@@ -55,6 +55,10 @@ class InformationPropagationNetwork(nn.Module):
         Heads per attention layer.
     eps : float
         Attention time scale (S = softmax(-f / (2 eps))).
+    block_mlp : bool
+        Default True. False drops the MLP of every block (attention-only propagation blocks,
+        H_{l+1} = H_l + Attn_l(H_l)): the only nonlinearity left is the attention itself, so whatever the
+        network computes beyond a linear map of the inputs must pass through the attention weights.
     """
 
     def __init__(
@@ -68,24 +72,28 @@ class InformationPropagationNetwork(nn.Module):
         layers: int = 2,
         heads: int = 1,
         eps: float = 0.5,
+        block_mlp: bool = True,
     ):
         super().__init__()
         _check_int(layers, "layers")
+        self.block_mlp = bool(block_mlp)
         self.attention_kind = attention
         self.embed = nn.Linear(_check_int(in_dim, "in_dim"), _check_int(width, "width"))
         self.attn = nn.ModuleList(
             make_attention(attention, width, hidden=mlp_width, heads=heads, eps=eps) for _ in range(layers)
         )
-        self.mlps = nn.ModuleList(_mlp(width, _check_int(mlp_width, "mlp_width")) for _ in range(layers))
+        _check_int(mlp_width, "mlp_width")
+        self.mlps = nn.ModuleList(_mlp(width, mlp_width) for _ in range(layers)) if self.block_mlp else None
         self.head = nn.Linear(width, _check_int(num_classes, "num_classes"))
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Logits (batch, N, classes) for points x of shape (batch, N, in_dim) or (N, in_dim)."""
         squeeze = x.dim() == 2
         h = self.embed(x.unsqueeze(0) if squeeze else x)
-        for attn, mlp in zip(self.attn, self.mlps):
+        for k, attn in enumerate(self.attn):
             h = h + attn(h, mask=mask)
-            h = h + mlp(h)
+            if self.mlps is not None:
+                h = h + self.mlps[k](h)
         out = self.head(h)
         return out.squeeze(0) if squeeze else out
 
