@@ -332,3 +332,21 @@ def test_ipn_without_block_mlp():
         h = h + attn(h)
     torch.testing.assert_close(net(x), net.head(h)[0])
     assert len(list(InformationPropagationNetwork(2, 2).mlps)) == 2  # default unchanged
+
+
+def test_mnist_loader_reads_a_local_npz(tmp_path):
+    """--mnist PATH: a local archive with x_train, y_train, x_test, y_test (MNIST layout, uint8 pixels)."""
+    from continuum_attention.learn.experiments import digits_data
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mnist.npz"
+    xtr, xte = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8), rng.integers(0, 256, (10, 28, 28), dtype=np.uint8)
+    xtr[0, 0, 0] = 255
+    np.savez(path, x_train=xtr, y_train=rng.integers(0, 10, 30), x_test=xte, y_test=rng.integers(0, 10, 10))
+    x, y, test = digits_data(mnist=path)
+    assert x.shape == (40, 784) and y.shape == (40,) and test.sum() == 10 and not test[:30].any()
+    assert x.max() == 1.0 and x.min() >= 0.0
+    np.testing.assert_allclose(x[0], xtr[0].ravel() / 255.0, rtol=1e-6)
+    np.savez(tmp_path / "bad.npz", x_train=xtr, y_train=np.zeros(30))
+    with pytest.raises(ValueError, match=r"lacks the array\(s\) \['x_test', 'y_test'\]"):
+        digits_data(mnist=tmp_path / "bad.npz")

@@ -119,6 +119,9 @@ def digits_data(subset: int | None = None, mnist: str | Path | None = None, seed
 
     if mnist is not None:
         with np.load(mnist) as f:
+            missing = sorted({"x_train", "y_train", "x_test", "y_test"} - set(f.files))
+            if missing:
+                raise ValueError(f"mnist={str(mnist)!r} lacks the array(s) {missing}; it needs x_train, y_train, x_test, y_test")
             x = np.concatenate([f["x_train"], f["x_test"]]).reshape(-1, np.prod(f["x_train"].shape[1:]))
             y = np.concatenate([f["y_train"], f["y_test"]])
             test = np.r_[np.zeros(len(f["x_train"]), bool), np.ones(len(f["x_test"]), bool)]
