@@ -146,13 +146,13 @@ def _errors(quantity, N, eps, seed, approx, exact, **extra) -> ErrorResult:
     return ErrorResult(quantity, int(N), float(eps), int(seed), rms, float(np.max(np.abs(diff))), rms / ref if ref > 0 else np.inf, extra)
 
 
-def _prepare(problem, N, eps, seed, form, solution, grid_shape, method):
-    """Validated eps, the layer count K, the PDE solution of ``form`` (computed if not given), the points."""
+def _prepare(problem, eps, form, solution, grid_shape, method):
+    """Validated eps, the layer count K and the PDE solution of ``form`` (computed if not given)."""
     eps = positive_float(eps, "eps")
     K = n_layers_for(problem.t_final, eps)
     if solution is None:
         solution = _pde(problem, form, grid_shape).solve(problem.initial, problem.t_final, method=method, n_snapshots=2)
-    return eps, K, solution, problem.density.sample(int(N), seed)
+    return eps, K, solution
 
 
 def consistency_error(
@@ -178,12 +178,11 @@ def consistency_error(
 
 
 def _pde(problem: Problem, form: str, grid_shape):
-    from .grid import Grid
     from .pde import AttentionLimitPDE
 
     if not problem.domain.bounded:
         raise ValueError(f"the PDE needs a bounded domain (Torus or Box), got {problem.domain!r}")
-    return AttentionLimitPDE(Grid(problem.domain, grid_shape), problem.density, metric=problem.metric, form=form)
+    return AttentionLimitPDE.from_problem(problem, grid_shape, form=form)
 
 
 def n_layers_for(t_final: float, eps: float) -> int:
@@ -198,8 +197,9 @@ def n_layers_for(t_final: float, eps: float) -> int:
 def _features_run(problem, N, eps, seed, solution, grid_shape, method, operator_kwargs):
     from .particles import ParticleSolver
 
-    eps, K, solution, points = _prepare(problem, N, eps, seed, "features", solution, grid_shape, method)
-    solver = ParticleSolver(points, eps, metric=problem.metric, domain=problem.domain, mode="features", **(operator_kwargs or {}))
+    eps, K, solution = _prepare(problem, eps, "features", solution, grid_shape, method)
+    solver = ParticleSolver.from_problem(problem, N, eps, seed=seed, mode="features", **(operator_kwargs or {}))
+    points = solver.points
     values = solver.run(problem.initial, n_layers=K, n_snapshots=2, progress=False).values[-1]
     exact = solution.interpolate(points, index=-1)
     return points, values, exact, _errors("propagation", N, eps, seed, values, exact, layers=K)
@@ -241,13 +241,14 @@ def circular_wasserstein1(x: np.ndarray, wx: np.ndarray, y: np.ndarray, wy: np.n
 def _walkers_run(problem, N, eps, seed, solution, grid_shape, method, operator_kwargs):
     from .particles import ParticleSolver
 
-    eps, K, solution, points = _prepare(problem, N, eps, seed, "walkers", solution, grid_shape, method)
+    eps, K, solution = _prepare(problem, eps, "walkers", solution, grid_shape, method)
+    solver = ParticleSolver.from_problem(problem, N, eps, seed=seed, mode="walkers", **(operator_kwargs or {}))
+    points = solver.points
     q = problem.density.pdf(points)
     _, sqrtg = _inverse_tensor(problem.metric, points)
     mu0 = problem.initial(points) * sqrtg / q
     if np.any(mu0 < 0):
         raise ValueError("the walkers' initial density must be non-negative")
-    solver = ParticleSolver(points, eps, metric=problem.metric, domain=problem.domain, mode="walkers", **(operator_kwargs or {}))
     mu = solver.run(mu0 / mu0.sum(), n_layers=K, n_snapshots=2, progress=False).values[-1]
     rho_hat = mu * N * q / sqrtg
     grid = solution.grid

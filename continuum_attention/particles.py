@@ -110,6 +110,13 @@ class ParticleSolver:
         self.operator = AttentionOperator(points, eps, **self._options)
         self.eps, self.points, self.n = self.operator.eps, self.operator.points, self.operator.n
 
+    @classmethod
+    def from_problem(cls, problem, N: int, eps: float, *, seed=0, mode: str = "features", **options) -> "ParticleSolver":
+        """N points sampled from ``problem.density`` (``seed``: same seed, same points), with the problem's
+        metric and domain; ``options`` go to the constructor (normalization, truncate, tolerance, backend)."""
+        points = problem.density.sample(int(N), seed)
+        return cls(points, eps, metric=problem.metric, domain=problem.domain, mode=mode, **options)
+
     # ----------------------------------------------------------------------------------- initial data
     def _initial(self, initial) -> np.ndarray:
         if self.mode == "tokens":

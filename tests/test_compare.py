@@ -172,3 +172,17 @@ def test_cli_study_sweeps_and_resumes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(compare, "consistency_error", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
     assert main(["study", str(cfg)]) == 0
     assert capsys.readouterr().out.splitlines()[:3] == out.splitlines()[:3]
+
+
+def test_solvers_from_problem_match_explicit_construction():
+    from continuum_attention import AttentionLimitPDE, Grid, ParticleSolver
+
+    prob = Problem(Torus([1.0, 1.0]), D.von_mises(Torus([1.0, 1.0]), [0.5, 0.5], 1.0), Mahalanobis([[2.0, 0.3], [0.3, 1.0]]),
+                   lambda x: np.cos(2 * np.pi * x[:, 0]), 0.01)
+    solver = ParticleSolver.from_problem(prob, 300, 1e-3, seed=4, mode="walkers")
+    np.testing.assert_array_equal(solver.points, prob.density.sample(300, 4))
+    assert solver.mode == "walkers" and solver.operator.metric is prob.metric and solver.operator.domain is prob.domain
+    pde = AttentionLimitPDE.from_problem(prob, 16, form="walkers")
+    manual = AttentionLimitPDE(Grid(prob.domain, 16), prob.density, metric=prob.metric, form="walkers")
+    H = np.sin(2 * np.pi * pde.grid.points[:, 1])
+    np.testing.assert_array_equal(pde.apply(H), manual.apply(H))

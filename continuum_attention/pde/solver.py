@@ -17,10 +17,10 @@ import scipy.sparse as sp
 from scipy import ndimage
 from scipy.sparse.linalg import expm_multiply, splu
 
+from .._validation import positive_float
 from ..densities import Density
 from ..grid import Grid
 from .operators import FORMS, FluxOperator, build_operator, resolve_metric
-from .._validation import positive_float
 
 __all__ = ["AttentionLimitPDE", "PDESolution", "METHODS", "EXACT_MAX_NODES"]
 
@@ -121,6 +121,11 @@ class AttentionLimitPDE:
         self._p = coeffs["p"].reshape(grid.shape)
 
     # -- nodal quantities ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_problem(cls, problem, shape, *, form: str = "features") -> "AttentionLimitPDE":
+        """The PDE of a :class:`~continuum_attention.problem.Problem` on ``Grid(problem.domain, shape)``."""
+        return cls(Grid(problem.domain, shape), problem.density, metric=problem.metric, form=form)
     @property
     def p(self) -> np.ndarray:
         """Density w.r.t. dvol_g at the nodes, p = q / sqrt|g| (grid.shape)."""
