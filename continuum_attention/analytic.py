@@ -357,6 +357,18 @@ def free_heat_kernel(x: ArrayLike, y: ArrayLike, t: ArrayLike, dim: int | None =
     return (4.0 * np.pi * tb) ** (-d / 2.0) * np.exp(-r2 / (4.0 * tb))
 
 
+def _periodic_product(kernel_1d, x, y, t, lengths) -> np.ndarray:
+    """prod_i kernel_1d(x_i - y_i, t, L_i): the torus kernel is a product of circle kernels."""
+    t = _time(t)
+    L, scalar = _geometry_lengths(lengths)
+    xb, yb = _pair(x, y, L.size, scalar)
+    shape, tb = _with_time(xb.shape[:-1], t)
+    out = np.ones(shape)
+    for i, Li in enumerate(L):
+        out *= kernel_1d(np.broadcast_to(xb[..., i] - yb[..., i], shape), tb, float(Li))
+    return out
+
+
 def wrapped_gaussian(
     x: ArrayLike, y: ArrayLike, t: ArrayLike, lengths: float | Sequence[float], n_images: int | None = None
 ) -> np.ndarray:
@@ -380,16 +392,9 @@ def wrapped_gaussian(
         Images on each side of the nearest one. Default: enough that omitted terms are below
         ``exp(-40)`` of the largest term.
     """
-    t = _time(t)
-    L, scalar = _geometry_lengths(lengths)
     if n_images is not None:
         n_images = _layers(n_images, "n_images")
-    xb, yb = _pair(x, y, L.size, scalar)
-    shape, tb = _with_time(xb.shape[:-1], t)
-    out = np.ones(shape)
-    for i, Li in enumerate(L):
-        out *= _wrapped_1d(np.broadcast_to(xb[..., i] - yb[..., i], shape), tb, float(Li), n_images)
-    return out
+    return _periodic_product(lambda dx, tb, Li: _wrapped_1d(dx, tb, Li, n_images), x, y, t, lengths)
 
 
 def periodic_heat_kernel_fourier(
@@ -412,16 +417,9 @@ def periodic_heat_kernel_fourier(
         Number of modes ``k >= 1`` per axis. Default: enough that the first omitted mode's factor is
         below ``exp(-40)``.
     """
-    t = _time(t)
-    L, scalar = _geometry_lengths(lengths)
     if n_terms is not None:
         n_terms = _layers(n_terms, "n_terms")
-    xb, yb = _pair(x, y, L.size, scalar)
-    shape, tb = _with_time(xb.shape[:-1], t)
-    out = np.ones(shape)
-    for i, Li in enumerate(L):
-        out *= _periodic_series_1d(np.broadcast_to(xb[..., i] - yb[..., i], shape), tb, float(Li), n_terms)
-    return out
+    return _periodic_product(lambda dx, tb, Li: _periodic_series_1d(dx, tb, Li, n_terms), x, y, t, lengths)
 
 
 def periodic_heat_kernel(
@@ -449,14 +447,7 @@ def periodic_heat_kernel(
         return wrapped_gaussian(x, y, t, lengths)
     if method == "series":
         return periodic_heat_kernel_fourier(x, y, t, lengths)
-    t = _time(t)
-    L, scalar = _geometry_lengths(lengths)
-    xb, yb = _pair(x, y, L.size, scalar)
-    shape, tb = _with_time(xb.shape[:-1], t)
-    out = np.ones(shape)
-    for i, Li in enumerate(L):
-        out *= _periodic_auto_1d(np.broadcast_to(xb[..., i] - yb[..., i], shape), tb, float(Li))
-    return out
+    return _periodic_product(_periodic_auto_1d, x, y, t, lengths)
 
 
 def _box_kernel(x, y, t, lower, upper, kind: str, method: str) -> np.ndarray:
