@@ -444,7 +444,13 @@ class FluxOperator:
         heat) and positivity (walkers). With mixed terms the 9-point stencil has negative corner weights and
         the off-diagonal row sums R_i exceed |L_ii|; the bound is then also capped by the Gershgorin radius,
         dt <= 2 / min(max_i(|L_ii| + R_i), max_j(|L_jj| + C_j)), which bounds |lambda| for every eigenvalue;
-        it guarantees stability for real spectra (exactly so for constant coefficients), not positivity.
+        it guarantees stability for real spectra, not positivity. The spectrum is real when D is symmetric:
+        always without mixed terms, and with mixed terms when their coefficients are constant (uniform p).
+        With mixed terms AND varying coefficients the mixed flux (face mean of a^ab times node-averaged
+        tangential differences) makes D slightly non-symmetric (relative asymmetry O(h): 0.9% on a 16^2 grid,
+        0.24% on 64^2, for M = [[1, .5], [.5, 1.5]] and p = 1 + 0.5 cos 2 pi x), the spectrum gets small imaginary parts, and this bound is a checked
+        heuristic (|1 + dt lambda| <= 1 held in every case tried), not a proof. A corner-based symmetric
+        mixed stencil would restore exact self-adjointness; it is not implemented yet.
         """
         if self._max_dt is None:
             diag = np.abs(self.diagonal())

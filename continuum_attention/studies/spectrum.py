@@ -91,7 +91,7 @@ def attention_spectrum(points, eps: float, k: int = 10, domain=CIRCLE) -> np.nda
 def pde_spectrum(density, n_grid: int = 2048, k: int = 10) -> np.ndarray:
     """The k smallest eigenvalues of -At from the PDE's features operator (sparse shift-invert eigsh)."""
     pde = AttentionLimitPDE(Grid(density.domain, n_grid), density, form="features")
-    L = pde.matrix()  # L = W^-1 D, D symmetric: W^(1/2) L W^(-1/2) is symmetric
+    L = pde.matrix()  # L = W^-1 D, D symmetric for the Euclidean metric: W^(1/2) L W^(-1/2) is symmetric
     w = np.sqrt(pde.weights.ravel())
     B = sp.diags(w) @ L @ sp.diags(1.0 / w)
     B = sp.csc_matrix(0.5 * (B + B.T))
