@@ -275,7 +275,7 @@ def run(quick: bool = True, seed: int = 0) -> StudyResult:
         slope, _ = fit_slope(r["h"], r["difference"])
         checks.append(Check.within(NAME, f"heat-vs-features slope in h, {tag}", slope, 2.0, 0.3))
         checks.append(Check.below(NAME, f"heat-vs-features difference at finest h, {tag}", r["difference"][-1], 5e-3))
-        checks.append(Check.below(NAME, f"package heat == features (round-off), {tag}", r["identity"].max(), 1e-10))
+        checks.append(Check.below(NAME, f"package heat == features (algebraic identity, round-off), {tag}", r["identity"].max(), 1e-10))
     checks.append(Check.equal(NAME, "n = 2 heat form refused with ValueError", float(ok2), 1.0))
     arrays = {
         "h_1d": r1["h"], "difference_1d": r1["difference"], "identity_1d": r1["identity"],

@@ -315,7 +315,7 @@ def run(quick: bool = True, seed: int = 0) -> StudyResult:
     part = particle_agreement(problem, n_points, eps_particle, seeds, n_check)
 
     checks = [
-        Check.above(NAME, "min angle(x, A_x) over S^2 test points (deg)", float(zero["angles"].min()), 90.0),
+        Check.above(NAME, "min angle(x, A_x) over S^2 test points, deg (sanity: a > 0)", float(zero["angles"].min()), 90.0),
         Check.within(NAME, "slope of |S_eps H(x) - H(A_x)| vs eps", zero["slope"], 1.0, 0.2),
         Check.below(NAME, "first-order coefficient rel. error at smallest eps", float(zero["coef_rel"][0]), 0.05),
         Check.below(NAME, "quadrature change on refinement (smallest eps)", zero["quad_change"], 1e-10),

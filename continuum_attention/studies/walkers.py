@@ -173,7 +173,7 @@ def run(quick: bool = True, seed: int = 0) -> StudyResult:
     long = walker_run(cfg["N_long"], cfg["eps_long"], K_long, seed, n_snapshots=K_long + 1)
     conv = error_vs_N(cfg["Ns"], tuple(seed + s for s in range(cfg["n_seeds"])))
     checks = [
-        Check.below(NAME, "walker mass error, max over layers", long["mass_error"].max(), 1e-12),
+        Check.below(NAME, "walker mass error, max over layers (S row-stochastic: identity)", long["mass_error"].max(), 1e-12),
         Check.below(NAME, f"L1(walkers, p^2 normalised) at t={T_LONG}", long["l1_p2"][-1], 0.1),
         Check.below(NAME, "L1 to p^2 / L1 to p (normalised) at long time", long["l1_p2"][-1] / long["l1_p"][-1], 0.3),
         Check.below(NAME, f"fitted N-slope of walker-vs-FP L1 error at t={T_FIXED}", conv["slope"], -0.1),
