@@ -21,7 +21,7 @@ import numpy as np
 from ._validation import positive_float
 from .domains import Torus
 from .problem import Problem
-from .storage import finished_cells, read_cells, register_result, save_result, write_cell
+from .storage import check_sweep_config, finished_cells, read_cells, register_result, save_result, write_cell
 
 __all__ = [
     "limit_operator",
@@ -309,7 +309,7 @@ def fit_slope(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
 
 
 def _cell_key(N: int, eps: float) -> str:
-    return f"N={int(N)}_eps={float(eps):.6e}"
+    return f"N={int(N)}_eps={float(eps)!r}"  # repr: distinct floats never share a cell
 
 
 @register_result
@@ -441,6 +441,8 @@ class ConvergenceStudy:
 
         N, eps, seeds = self._validated()
         config = {**(self.config or {}), "N_values": N.tolist(), "eps_values": eps.tolist(), "seeds": seeds.tolist(), "key": self.key}
+        if self.path:  # the whole configuration (problem, grids, seeds, key) must match the stored sweep
+            check_sweep_config(self.path, config)
         done = finished_cells(self.path) if self.path else set()
         stored = read_cells(self.path) if self.path and done else {}
         errors = np.empty((N.size, eps.size, seeds.size))
@@ -449,7 +451,10 @@ class ConvergenceStudy:
         for i, j in bar:
             key = _cell_key(N[i], eps[j])
             if key in done:
-                errors[i, j] = stored[key]["errors"]
+                cell = np.asarray(stored[key]["errors"])
+                if cell.shape != (seeds.size,):
+                    raise ValueError(f"{self.path}: cell {key} holds {cell.size} seeds, expected {seeds.size}")
+                errors[i, j] = cell
                 continue
             errors[i, j] = [self._value(self.measure(int(N[i]), float(eps[j]), int(s))) for s in seeds]
             if self.path:

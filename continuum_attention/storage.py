@@ -34,6 +34,7 @@ __all__ = [
     "load_result",
     "register_result",
     "write_cell",
+    "check_sweep_config",
     "read_cells",
     "finished_cells",
     "environment_metadata",
@@ -216,11 +217,7 @@ def write_cell(path: str | Path, key: str, arrays: Mapping[str, Any], config: Ma
 
     path = Path(path)
     config_json = json.dumps(_jsonable(dict(config or {})), sort_keys=True)
-    if path.is_file():
-        with h5py.File(path, "r") as f:
-            stored = f.attrs.get("config", config_json)
-        if stored != config_json:
-            raise ValueError(f"{path} was written with another configuration; use a new file or delete it")
+    check_sweep_config(path, config or {})
 
     def fill(tmp: Path) -> None:
         if path.is_file():
@@ -238,6 +235,20 @@ def write_cell(path: str | Path, key: str, arrays: Mapping[str, Any], config: Ma
             _write_group(cells.create_group(key), arrays)
 
     return _atomic(path, fill)
+
+
+def check_sweep_config(path: str | Path, config: Mapping[str, Any]) -> None:
+    """Refuse to reuse a sweep file written with another configuration (ValueError); no-op if absent."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        return
+    config_json = json.dumps(_jsonable(dict(config)), sort_keys=True)
+    with h5py.File(path, "r") as f:
+        stored = f.attrs.get("config")
+    if stored is not None and stored != config_json:
+        raise ValueError(f"{path} was written with another configuration; use a new file or delete it")
 
 
 def read_cells(path: str | Path) -> dict[str, dict[str, Any]]:

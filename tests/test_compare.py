@@ -186,3 +186,14 @@ def test_solvers_from_problem_match_explicit_construction():
     manual = AttentionLimitPDE(Grid(prob.domain, 16), prob.density, metric=prob.metric, form="walkers")
     H = np.sin(2 * np.pi * pde.grid.points[:, 1])
     np.testing.assert_array_equal(pde.apply(H), manual.apply(H))
+
+
+def test_convergence_study_refuses_a_changed_configuration(tmp_path):
+    """Reusing stored cells is only right for the same problem, seeds and key: anything else is refused."""
+    path = tmp_path / "sweep.h5"
+    compare.ConvergenceStudy(lambda N, eps, s: 1.0, [100], [0.1], seeds=[0], path=path, config={"problem": "A"}).run(progress=False)
+    with pytest.raises(ValueError, match="another configuration"):
+        compare.ConvergenceStudy(lambda N, eps, s: 2.0, [100], [0.1], seeds=[0], path=path, config={"problem": "B"}).run(progress=False)
+    with pytest.raises(ValueError, match="another configuration"):
+        compare.ConvergenceStudy(lambda N, eps, s: 1.0, [100], [0.1], seeds=[0, 1, 2], path=path, config={"problem": "A"}).run(progress=False)
+    assert compare._cell_key(100, 1e-3) != compare._cell_key(100, 1.0000001e-3)
