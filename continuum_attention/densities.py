@@ -161,18 +161,20 @@ class Density:
         return self._sample(int(n), rng)
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        # Rejection sampling from the uniform law on the support; the envelope comes from the quadrature
-        # nodes with a safety factor, and is raised (with a restart) if a draw ever exceeds it.
+        # Rejection sampling from the uniform law on the support, with an envelope from the quadrature nodes
+        # and a safety factor. If a draw ever exceeds it, the envelope is raised and the generator rewound to
+        # its state on entry, so the points depend on the seed only, never on earlier calls.
         box = self.support
         if box is None:
             raise ValueError(f"cannot sample from {self.name!r} on {self.domain!r} without a support box")
         volume = box.volume
         if self._envelope is None:
-            self._envelope = 1.25 * self._quad_max * volume if hasattr(self, "_quad_max") else 2.0
+            self._envelope = 1.25 * self._peak_estimate() * volume
+        start = rng.bit_generator.state
         while True:
-            out, have = np.empty((n, self.domain.dim)), 0
+            rng.bit_generator.state = start
+            out, have, ok = np.empty((n, self.domain.dim)), 0, True
             batch = max(1024, int(1.2 * n * self._envelope))
-            ok = True
             while have < n:
                 x = box.lower + box.lengths * rng.random((batch, self.domain.dim))
                 ratio = self.pdf(x) * volume / self._envelope
@@ -185,6 +187,13 @@ class Density:
                 have += len(keep)
             if ok:
                 return self.domain.wrap(out)
+
+    def _peak_estimate(self) -> float:
+        """Largest normalised pdf value on the quadrature nodes of the support (an envelope estimate)."""
+        if not hasattr(self, "_quad_max"):
+            nodes, _ = _quadrature(self.support.lower, self.support.upper)
+            self._quad_max = float(self.pdf(nodes).max())
+        return self._quad_max
 
     # -- configuration --------------------------------------------------------------------------------------
     def to_config(self) -> dict:

@@ -9,6 +9,7 @@ Initial conditions in configurations are NumPy expressions in the coordinates ``
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -24,28 +25,44 @@ _EXPR_NAMES = {
     for name in ("sin", "cos", "tan", "exp", "log", "sqrt", "abs", "tanh", "sinh", "cosh", "arctan", "where", "pi", "minimum", "maximum")
 }
 _COORDS = ("x", "y", "z")
+# Node types an initial condition may contain: arithmetic, comparisons, conditionals and plain calls.
+# No attribute access, subscripts, comprehensions or lambdas, so nothing reaches beyond the listed names.
+_EXPR_NODES = (
+    ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Call, ast.Name, ast.Load,
+    ast.Constant, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+)
 
 
 class Expression:
     """A NumPy expression in the coordinates ``x, y, z``, callable on (M, d) points.
 
-    Only the names of :data:`_EXPR_NAMES` and the coordinates are allowed (no attribute access, no
-    builtins), so a configuration can describe a function without running arbitrary code.
+    Only arithmetic, comparisons and calls of the names in :data:`_EXPR_NAMES`, on the coordinates and
+    numbers, are allowed (checked on the syntax tree: no attribute access, subscripts, comprehensions,
+    lambdas or builtins), so a configuration can describe a function without running arbitrary code.
     """
 
     def __init__(self, source: str, dim: int):
         self.source = str(source)
         self.dim = int(dim)
         try:
-            self._code = compile(self.source, "<initial condition>", "eval")
+            tree = ast.parse(self.source, "<initial condition>", mode="eval")
         except SyntaxError as exc:
             raise ValueError(f"initial condition {self.source!r} is not a valid expression: {exc.msg}") from None
         allowed = set(_EXPR_NAMES) | set(_COORDS[: self.dim])
-        unknown = sorted(set(self._code.co_names) - allowed)
+        for node in ast.walk(tree):
+            if not isinstance(node, _EXPR_NODES):
+                raise ValueError(
+                    f"initial condition {self.source!r} uses {type(node).__name__}, which is not allowed "
+                    "(arithmetic, comparisons and calls of the listed functions only)"
+                )
+            if isinstance(node, ast.Call) and not isinstance(node.func, ast.Name):
+                raise ValueError(f"initial condition {self.source!r} calls something other than a listed function")
+        unknown = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - allowed)
         if unknown:
             raise ValueError(
                 f"initial condition {self.source!r} uses unknown name(s) {unknown}; allowed: {sorted(allowed)}"
             )
+        self._code = compile(tree, "<initial condition>", "eval")
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(points, dtype=np.float64))

@@ -108,3 +108,16 @@ def test_density_config_round_trip():
     again = D.density_from_config(dens.to_config(), T)
     pts = dens.sample(10, 0)
     np.testing.assert_allclose(again.pdf(pts), dens.pdf(pts), rtol=1e-14)
+
+
+def test_rejection_sampler_same_seed_same_points_even_after_raising_its_envelope():
+    """A peaked pdf given with normalize=False: the envelope must adapt without making draws depend on history."""
+    T = Torus(1.0)
+    vm = D.von_mises(T, 0.5, 10.0)
+    dens = Density(T, vm.pdf, normalize=False)  # peak ~ 3.6 / |T|, no quadrature at construction
+    first = dens.sample(1000, 0)
+    np.testing.assert_array_equal(dens.sample(1000, 0), first)
+    np.testing.assert_array_equal(Density(T, vm.pdf, normalize=False).sample(1000, 0), first)
+    from scipy.special import iv
+
+    assert np.cos(2 * np.pi * (first[:, 0] - 0.5)).mean() == pytest.approx(iv(1, 10) / iv(0, 10), abs=0.02)

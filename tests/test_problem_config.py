@@ -16,7 +16,17 @@ def test_expression_evaluates_numpy_in_coordinates():
 
 @pytest.mark.parametrize(
     "source, match",
-    [("__import__('os')", "unknown name"), ("x.real", "unknown name"), ("cos(", "not a valid expression"), ("y", "unknown name")],
+    [
+        ("__import__('os')", "unknown name"),
+        ("x.real", "Attribute"),
+        ("[t.__class__ for t in x]", "ListComp"),
+        ("[t.__class__ for t in x][0] is not None", "not allowed"),
+        ("lambda: x", "Lambda"),
+        ("(lambda: 1)()", "other than a listed function"),
+        ("x[0]", "Subscript"),
+        ("cos(", "not a valid expression"),
+        ("y", "unknown name"),
+    ],
 )
 def test_expression_refuses_unknown_names_and_syntax(source, match):
     with pytest.raises(ValueError, match=match):
