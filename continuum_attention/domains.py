@@ -86,7 +86,8 @@ class Domain:
         per = self.periodic
         if per.any():
             L = self.lengths
-            diff = np.where(per, diff - L * np.round(diff / np.where(per, L, 1.0)), diff)
+            # round half to even, as every kernel does: ties (exactly half a period) resolve the same way
+            diff = np.where(per, diff - L * np.rint(diff * (1.0 / np.where(per, L, 1.0))), diff)
         return diff
 
     def wrap(self, points) -> np.ndarray:

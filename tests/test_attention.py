@@ -242,3 +242,27 @@ def test_apply_rows_equals_rows_of_apply(kwargs):
     np.testing.assert_allclose(op.apply_rows(rows, H[:, 0]), op.apply(H[:, 0])[rows], rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="rows must be"):
         op.apply_rows(np.array([300]), H)
+
+
+def test_every_path_picks_the_same_image_at_exact_half_period_ties():
+    """Pairs exactly half a period apart: with cross terms in M the image changes f, so all paths must agree."""
+    from continuum_attention import Torus
+    from continuum_attention.attention import AttentionOperator
+    from continuum_attention.metrics import Mahalanobis
+
+    torus = Torus([1.0, 1.0])
+    x = np.array([[0.0, 0.0], [0.5, 0.25], [0.25, 0.5], [0.75, 0.75]])
+    M = Mahalanobis([[1.0, 0.8], [0.8, 1.0]])
+    H = np.array([1.0, 0.0, -1.0, 2.0])
+    ops = [AttentionOperator(x, 0.05, metric=M, domain=torus, **kw) for kw in ({}, {"backend": "numpy"}, {"truncate": True})]
+    reference = M.pairwise(x, x, torus)
+    S = np.exp(-reference / 0.1)
+    S /= S.sum(axis=1, keepdims=True)
+    for op in ops:
+        np.testing.assert_allclose(op.apply(H), S @ H, rtol=1e-12)
+        np.testing.assert_allclose(op.dense(), S, rtol=1e-12, atol=1e-300)
+    circle = Torus(1.0)
+    y = np.array([[0.0], [0.5]])  # tokens half a circle apart
+    d_dense = AttentionOperator(y, 0.2, domain=circle).displacement()
+    d_trunc = AttentionOperator(y, 0.2, domain=circle, truncate=True).displacement()
+    np.testing.assert_allclose(d_trunc, d_dense, rtol=1e-12)

@@ -44,10 +44,13 @@ _BLOCK_ENTRIES = 1 << 21  # pairs per NumPy reference block (16 MiB per float64 
 
 
 # ----------------------------------------------------------------------------------------------- Numba
+# Minimum image everywhere (Numba, NumPy references, truncated scores, Domain.difference): delta - p rint(delta / p)
+# with rint = round half to even, evaluated as delta * (1 / p), so that every path picks the same image even for
+# pairs exactly half a period apart (where the image changes f for a Mahalanobis metric with cross terms).
 @njit(cache=True, inline="always")
 def _min_image(delta: float, period: float) -> float:
     if period > 0.0:
-        return delta - period * math.floor(delta / period + 0.5)
+        return delta - period * ((delta * (1.0 / period) + _MAGIC) - _MAGIC)
     return delta
 
 
@@ -224,7 +227,7 @@ def score_block(family, A, B, M, use_M, period) -> np.ndarray:
     D = A[:, None, :] - B[None, :, :]
     if np.any(period > 0):
         safe = np.where(period > 0, period, 1.0)
-        D = np.where(period > 0, D - period * np.floor(D / safe + 0.5), D)
+        D = np.where(period > 0, D - period * np.rint(D * (1.0 / safe)), D)
     if use_M:
         return np.einsum("abk,km,abm->ab", D, M, D)
     return np.sum(D * D, axis=-1)
@@ -258,7 +261,7 @@ def kernel_displacement_ref(family, A, BT, M, use_M, period, X, xperiod, c, r, s
         D = X[None, :, :] - X[rows, None, :]
         if np.any(xperiod > 0):
             safe = np.where(xperiod > 0, xperiod, 1.0)
-            D = np.where(xperiod > 0, D - xperiod * np.floor(D / safe + 0.5), D)
+            D = np.where(xperiod > 0, D - xperiod * np.rint(D * (1.0 / safe)), D)
         out[rows, :d] = np.einsum("ab,abk->ak", W, D)
         out[rows, d] = W.sum(axis=1)
     return out

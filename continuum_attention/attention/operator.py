@@ -223,7 +223,7 @@ class _SparseEngine:
         D = g.rows[rows] - g.cols[cols]
         if np.any(g.period > 0):
             safe = np.where(g.period > 0, g.period, 1.0)
-            D = np.where(g.period > 0, D - g.period * np.floor(D / safe + 0.5), D)
+            D = np.where(g.period > 0, D - g.period * np.rint(D * (1.0 / safe)), D)
         if g.use_M:
             return np.einsum("pk,km,pm->p", D, g.M, D)
         return np.einsum("pk,pk->p", D, D)
