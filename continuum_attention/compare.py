@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ._validation import positive_float
-from .domains import Torus
+from .domains import Torus, as_points
 from .problem import Problem
 from .storage import check_sweep_config, finished_cells, read_cells, register_result, save_result, write_cell
 
@@ -65,7 +65,7 @@ def limit_operator(
     layer advances time by eps/2 along dH/dt = At H.
     """
     domain = density.domain
-    x = domain.validate_points(points) if domain.bounded else np.asarray(points, dtype=np.float64)
+    x = domain.validate_points(points) if domain.bounded else as_points(points, domain.dim)
     d = x.shape[1]
     scale = float(np.min(domain.lengths)) if domain.bounded else 1.0
     h = step if step is not None else 2e-4 * scale
@@ -257,7 +257,8 @@ def _walkers_run(problem, N, eps, seed, solution, grid_shape, method, operator_k
     extra = {"l1": float(np.mean(np.abs(rho_hat - rho) * sqrtg / q)), "layers": K}
     if problem.dim == 1:
         nodes = grid.points[:, 0]
-        weights = np.clip(solution.values[-1].ravel(), 0, None)
+        # node masses of rho dvol_g: rho sqrt|g| times the (uniform) cell size
+        weights = np.clip(solution.values[-1].ravel(), 0, None) * _inverse_tensor(problem.metric, grid.points)[1]
         if isinstance(problem.domain, Torus):
             extra["w1"] = circular_wasserstein1(points[:, 0], mu, nodes, weights, float(problem.domain.lengths[0]))
         else:
@@ -516,7 +517,7 @@ def run_problem(
     mode: str = "features",
     grid_shape: int | Sequence[int] = 256,
     method: str = "crank-nicolson",
-    truncate: bool = False,
+    truncate: bool | str = False,
 ) -> RunResult:
     """Run particles (features or walkers) and the matching PDE form to t_final; compare at the points."""
     runs = {"features": _features_run, "walkers": _walkers_run}
@@ -527,6 +528,6 @@ def run_problem(
     points, values, reference, err = runs[mode](problem, N, eps, seed, solution, grid_shape, method, {"truncate": truncate})
     config = {
         "problem": problem.to_config(), "N": int(N), "eps": float(eps), "seed": int(seed),
-        "grid_shape": [int(n) for n in np.atleast_1d(grid_shape)], "method": method, "truncate": bool(truncate),
+        "grid_shape": [int(n) for n in np.atleast_1d(grid_shape)], "method": method, "truncate": truncate,
     }
     return RunResult(mode, points, values, reference, pde.grid.axes, solution.values[-1], problem.t_final, err.as_dict(), config)

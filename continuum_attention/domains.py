@@ -97,7 +97,9 @@ class Domain:
         if not per.any():
             return x
         lo, L = self.lower, self.lengths
-        return np.where(per, lo + np.mod(x - lo, np.where(per, L, 1.0)), x)
+        r = np.mod(x - lo, np.where(per, L, 1.0))
+        r = np.where(r >= L, r - L, r)  # mod of a tiny negative number rounds up to exactly L
+        return np.where(per, lo + r, x)
 
     def contains(self, points) -> np.ndarray:
         """Boolean mask (N,): points inside the closed domain (periodic axes always count as inside)."""

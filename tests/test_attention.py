@@ -266,3 +266,25 @@ def test_every_path_picks_the_same_image_at_exact_half_period_ties():
     d_dense = AttentionOperator(y, 0.2, domain=circle).displacement()
     d_trunc = AttentionOperator(y, 0.2, domain=circle, truncate=True).displacement()
     np.testing.assert_allclose(d_trunc, d_dense, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"normalization": ("alpha", -150.0)}, "0 <= a <= 1"),
+        ({"normalization": ("alpha", float("nan"))}, "0 <= a <= 1"),
+        ({"normalization": "sinkhorn", "sinkhorn_tol": float("nan")}, "sinkhorn_tol"),
+        ({"normalization": "sinkhorn", "sinkhorn_max_iter": 0}, "sinkhorn_max_iter"),
+    ],
+)
+def test_normalisation_settings_are_validated(kwargs, match):
+    from continuum_attention.attention import AttentionOperator
+
+    with pytest.raises(ValueError, match=match):
+        AttentionOperator(np.random.default_rng(0).random((20, 2)), 0.1, **kwargs)
+
+
+def test_wrap_stays_inside_the_torus():
+    from continuum_attention import Torus
+
+    assert Torus(1.0).wrap(np.array([[-1e-17]]))[0, 0] == 0.0

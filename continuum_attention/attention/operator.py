@@ -58,9 +58,9 @@ def _check_normalization(normalization) -> tuple[str, float]:
             a = float(normalization[1])
         except (TypeError, ValueError):
             a = math.nan
-        if math.isfinite(a):
+        if 0.0 <= a <= 1.0:  # the Coifman-Lafon family; outside it the kernel weights grow without bound
             return "alpha", a
-    raise ValueError(f"normalization must be 'row', 'sinkhorn' or ('alpha', a) with a finite number a, "
+    raise ValueError(f"normalization must be 'row', 'sinkhorn' or ('alpha', a) with 0 <= a <= 1, "
                      f"got normalization={normalization!r}")
 
 
@@ -333,7 +333,10 @@ class AttentionOperator:
             raise ValueError(f"backend must be one of {_BACKENDS}, got backend={backend!r}")
         self.backend = backend
         self.tolerance = _check_tolerance(tolerance)
-        self.sinkhorn_tol, self.sinkhorn_max_iter = float(sinkhorn_tol), int(sinkhorn_max_iter)
+        self.sinkhorn_tol = positive_float(sinkhorn_tol, "sinkhorn_tol")
+        if int(sinkhorn_max_iter) != sinkhorn_max_iter or sinkhorn_max_iter < 1:
+            raise ValueError(f"sinkhorn_max_iter must be a positive integer, got sinkhorn_max_iter={sinkhorn_max_iter!r}")
+        self.sinkhorn_max_iter = int(sinkhorn_max_iter)
         self.sinkhorn_iterations: int | None = None
         if self.normalization[0] == "sinkhorn" and not self.metric.is_symmetric:
             raise ValueError(f"normalization='sinkhorn' needs a symmetric pseudo-metric; {self.metric!r} "
