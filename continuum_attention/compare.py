@@ -20,6 +20,7 @@ import numpy as np
 
 from ._validation import positive_float
 from .domains import Torus, as_points
+from .particles import n_layers_for
 from .problem import Problem
 from .storage import check_sweep_config, finished_cells, read_cells, register_result, save_result, write_cell
 
@@ -183,15 +184,6 @@ def _pde(problem: Problem, form: str, grid_shape):
     if not problem.domain.bounded:
         raise ValueError(f"the PDE needs a bounded domain (Torus or Box), got {problem.domain!r}")
     return AttentionLimitPDE.from_problem(problem, grid_shape, form=form)
-
-
-def n_layers_for(t_final: float, eps: float) -> int:
-    """Number of layers K with K eps / 2 = t_final; refuses a t_final that is not such a multiple (1e-9)."""
-    k = t_final / (eps / 2)
-    K = int(round(k))
-    if K < 1 or abs(k - K) > 1e-9 * max(1.0, k):
-        raise ValueError(f"t_final={t_final} is not a whole number of layers of length eps/2={eps / 2} (ratio {k})")
-    return K
 
 
 def _features_run(problem, N, eps, seed, solution, grid_shape, method, operator_kwargs):

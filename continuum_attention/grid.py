@@ -33,7 +33,10 @@ class Grid:
     def __init__(self, domain: Domain, shape: int | Sequence[int]):
         if not isinstance(domain, (Torus, Box)):
             raise ValueError(f"a Grid needs a Torus or a Box, got domain={domain!r} (use Box(...) for unbounded space)")
-        shp = np.broadcast_to(np.asarray(shape), (domain.dim,))
+        shp = np.asarray(shape)
+        if shp.ndim > 1 or (shp.ndim == 1 and shp.size != domain.dim):
+            raise ValueError(f"shape must be an int or {domain.dim} ints for the {domain.dim}-D {domain!r}, got shape={shape!r}")
+        shp = np.broadcast_to(shp, (domain.dim,))
         if np.any(shp != np.round(shp)) or np.any(shp < 3):
             raise ValueError(f"shape must hold integers >= 3, got shape={shape!r}")
         self.domain = domain

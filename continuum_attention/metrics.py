@@ -119,8 +119,11 @@ class PseudoMetric:
         except ValueError:
             return self is other
 
-    def __hash__(self) -> int:
-        return id(self)
+    def __hash__(self) -> int:  # consistent with __eq__: equal configurations hash alike
+        try:
+            return hash((type(self).__name__, repr(self.to_config())))
+        except ValueError:
+            return id(self)
 
 
 class Euclidean(PseudoMetric):

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .attention import AttentionOperator
 from .domains import Domain
 
-__all__ = ["ParticleSolver", "ParticleSolution", "MODES"]
+__all__ = ["ParticleSolver", "ParticleSolution", "MODES", "n_layers_for"]
 
 MODES = ("features", "walkers", "tokens")
 
@@ -66,6 +66,14 @@ def _layers_for(eps: float, t_final, n_layers) -> int:
         if int(n_layers) != n_layers or n_layers < 0:
             raise ValueError(f"n_layers must be a non-negative integer, got n_layers={n_layers!r}")
         return int(n_layers)
+    return n_layers_for(t_final, eps)
+
+
+def n_layers_for(t_final: float, eps: float) -> int:
+    """Number of layers K with K eps / 2 = t_final (one layer is an Euler step of length eps/2).
+
+    Refuses a t_final that is not such a multiple within 1e-9 relative, naming the nearest valid values.
+    """
     t = float(t_final)
     if not (math.isfinite(t) and t >= 0.0):
         raise ValueError(f"t_final must be a non-negative number, got t_final={t_final!r}")

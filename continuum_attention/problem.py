@@ -10,7 +10,7 @@ Initial conditions in configurations are NumPy expressions in the coordinates ``
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -97,7 +97,6 @@ class Problem:
     metric: Any = None
     initial: Callable[[np.ndarray], np.ndarray] | None = None
     t_final: float = 0.01
-    extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         if self.density.domain != self.domain:

@@ -88,7 +88,7 @@ def test_walkers_track_fokker_planck():
 
 def test_n_layers_must_be_whole():
     assert compare.n_layers_for(0.01, 1e-4) == 200
-    with pytest.raises(ValueError, match="whole number of layers"):
+    with pytest.raises(ValueError, match="not a multiple of the layer time"):
         compare.n_layers_for(0.01, 3e-4)
 
 

@@ -69,3 +69,8 @@ def test_grid_nodes_and_integration():
         Grid(T, 2)
     with pytest.raises(ValueError, match="Torus or a Box"):
         Grid(Euclidean(1), 10)
+
+
+def test_grid_shape_of_the_wrong_length_is_refused():
+    with pytest.raises(ValueError, match="shape must be an int or 1 ints"):
+        Grid(Torus(1.0), [8, 8])

@@ -221,7 +221,7 @@ def _blocks(na: int, nb: int):
 
 
 def score_block(family, A, B, M, use_M, period) -> np.ndarray:
-    """f(a, b) for all a in A, b in B (len(A) x len(B)); the NumPy twin of ``_score``."""
+    """f(a, b) for all a in A, b in B (len(A) x len(B)); the NumPy twin of ``_exponents`` (without the shifts)."""
     if family == DOT:
         return -(A @ B.T)
     D = A[:, None, :] - B[None, :, :]

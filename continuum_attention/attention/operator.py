@@ -438,10 +438,12 @@ class AttentionOperator:
         return out[:, 0] if flat else out
 
     def apply_rows(self, rows, H) -> np.ndarray:
-        """(S_eps H)[rows]: the layer's output at a subset of the points, in O(len(rows) N) work (dense mode).
+        """(S_eps H)[rows]: the layer's output at a subset of the points.
 
-        Useful for pointwise errors at a few evaluation points of a large sample (the consistency studies):
-        the columns still run over all N points, so the values equal ``apply(H)[rows]`` to rounding.
+        With row normalisation in matrix-free mode this costs O(len(rows) N) (the columns still run over all
+        N points, so the values equal ``apply(H)[rows]`` to rounding): pointwise errors at a few evaluation
+        points of a large sample. Alpha and Sinkhorn normalisations first need their column potentials,
+        one O(N^2) pass (plus the Sinkhorn iterations) on the first call; truncated mode slices its CSR rows.
         """
         idx = np.asarray(rows)
         if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= self.n:
