@@ -132,7 +132,10 @@ class ParticleSolver:
                 return self.points.copy()
             if callable(initial):
                 raise ValueError("initial for mode='tokens' must be None or an (N, d) array of positions")
-            return AttentionOperator(initial, self.eps, **self._options).points
+            x = self.operator.metric.validate_points(self.operator.domain.validate_points(initial, name="initial"))
+            if x.shape != self.points.shape:
+                raise ValueError(f"initial positions must have shape {self.points.shape}, got {x.shape}")
+            return x
         values = initial(self.points) if callable(initial) else initial
         if values is None:
             raise ValueError(f"initial is required for mode={self.mode!r}")
