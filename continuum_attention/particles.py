@@ -22,12 +22,14 @@ from tqdm.auto import tqdm
 
 from .attention import AttentionOperator
 from .domains import Domain
+from .storage import register_result
 
 __all__ = ["ParticleSolver", "ParticleSolution", "MODES", "n_layers_for"]
 
 MODES = ("features", "walkers", "tokens")
 
 
+@register_result
 @dataclass
 class ParticleSolution:
     """Snapshots of a particle run.
@@ -56,6 +58,20 @@ class ParticleSolution:
     eps: float
     mode: str
     metadata: dict = field(default_factory=dict)
+
+    def to_storage(self) -> tuple[dict, dict]:
+        """Arrays and plain-data configuration for :func:`continuum_attention.storage.save_result`."""
+        arrays = {"times": self.times, "layers": self.layers, "values": self.values}
+        if self.mode != "tokens":  # tokens: points is the values array itself
+            arrays["points"] = self.points
+        return arrays, {"eps": self.eps, "mode": self.mode, "metadata": self.metadata}
+
+    @classmethod
+    def from_storage(cls, arrays: dict, config: dict) -> "ParticleSolution":
+        values = arrays["values"]
+        points = values if config["mode"] == "tokens" else arrays["points"]
+        return cls(arrays["times"], arrays["layers"], values, points, float(config["eps"]), config["mode"],
+                   dict(config.get("metadata", {})))
 
 
 def _layers_for(eps: float, t_final, n_layers) -> int:

@@ -187,7 +187,12 @@ def save_result(path: str | Path, result: Any) -> Path:
 
 # Modules whose classes are registered result types: imported on demand by load_result, so that a file
 # can be read in a fresh interpreter without the caller knowing where its class lives.
-_RESULT_MODULES = ("continuum_attention.compare", "continuum_attention.studies")
+_RESULT_MODULES = (
+    "continuum_attention.compare",
+    "continuum_attention.studies",
+    "continuum_attention.particles",
+    "continuum_attention.pde",
+)
 
 
 def load_result(path: str | Path) -> Any:

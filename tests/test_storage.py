@@ -75,3 +75,24 @@ def test_load_result_in_a_fresh_interpreter(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["StudyResult", "slope", "3"]
+
+
+def test_solutions_round_trip_through_hdf5(tmp_path):
+    """ParticleSolution and PDESolution come back as the same objects (arrays, grid, configuration)."""
+    from continuum_attention import AttentionLimitPDE, Grid, ParticleSolver, Torus
+    from continuum_attention.densities import cosine
+
+    circle = Torus(1.0)
+    dens = cosine(circle, 0.5, 1)
+    pts = dens.sample(200, 0)
+    for mode, initial in (("features", lambda x: np.cos(2 * np.pi * x[:, 0])), ("tokens", None)):
+        sol = ParticleSolver(pts, 1e-3, domain=circle, mode=mode).run(initial, n_layers=4, n_snapshots=3)
+        back = storage.load_result(storage.save_result(tmp_path / f"{mode}.h5", sol))
+        assert type(back) is type(sol) and back.mode == mode and back.eps == sol.eps
+        for name in ("times", "layers", "values", "points"):
+            np.testing.assert_array_equal(getattr(back, name), getattr(sol, name))
+    pde_sol = AttentionLimitPDE(Grid(circle, 64), dens).solve(lambda x: np.cos(2 * np.pi * x[:, 0]), 0.01, n_snapshots=3)
+    back = storage.load_result(storage.save_result(tmp_path / "pde.h5", pde_sol))
+    assert back.grid.shape == (64,) and back.grid.domain == circle and back.method == pde_sol.method
+    np.testing.assert_array_equal(back.values, pde_sol.values)
+    np.testing.assert_array_equal(back.interpolate(pts), pde_sol.interpolate(pts))

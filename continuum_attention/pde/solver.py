@@ -19,7 +19,9 @@ from scipy.sparse.linalg import expm_multiply, splu
 
 from .._validation import positive_float
 from ..densities import Density
+from ..domains import domain_from_config
 from ..grid import Grid
+from ..storage import register_result
 from .operators import FORMS, FluxOperator, build_operator, resolve_metric
 
 __all__ = ["AttentionLimitPDE", "PDESolution", "METHODS", "EXACT_MAX_NODES"]
@@ -31,6 +33,7 @@ EXACT_MAX_NODES = 20_000  # expm_multiply costs ~ ||t L||_1 matrix products: a r
 _EXPLICIT_SAFETY = 0.9  # default explicit step as a fraction of the Gershgorin limit (see solve)
 
 
+@register_result
 @dataclass
 class PDESolution:
     """Snapshots of a PDE solve.
@@ -69,6 +72,18 @@ class PDESolution:
         coords = ((x - grid.domain.lower) / grid.spacing - offset).T
         mode = "grid-wrap" if grid.periodic else "reflect"
         return ndimage.map_coordinates(self.values[int(index)], coords, order=3, mode=mode, prefilter=True)
+
+    def to_storage(self) -> tuple[dict, dict]:
+        """Arrays and plain-data configuration for :func:`continuum_attention.storage.save_result`."""
+        config = {"grid": self.grid.to_config(), "form": self.form, "method": self.method, "dt": self.dt,
+                  "n_steps": self.n_steps, "info": self.info}
+        return {"times": self.times, "values": self.values}, config
+
+    @classmethod
+    def from_storage(cls, arrays: dict, config: dict) -> "PDESolution":
+        grid = Grid(domain_from_config(config["grid"]["domain"]), config["grid"]["shape"])
+        return cls(arrays["times"], arrays["values"], grid, config["form"], config["method"], float(config["dt"]),
+                   int(config["n_steps"]), dict(config.get("info", {})))
 
 
 class AttentionLimitPDE:
