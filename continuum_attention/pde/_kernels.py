@@ -8,14 +8,18 @@ array layout (1-D and 2-D grids use leading singleton axes),
 in flux form. The flux through the face between node n and its upper neighbour n + e_a along axis a is
 
     F_a(n) = faces[a][n] (u[n + e_a] - u[n]) / h_a
-             + sum_{b != a} mixed[a, b][n] * ( T_b u[n] + T_b u[n + e_a] ) / 2,
+             + sum_{b != a} ( mixed[a, b][n] T_b u[n] + mixed[a, b][n + e_a] T_b u[n + e_a] ) / 2,
     T_b u[n] = (u[n + e_b] - u[n - e_b]) / (2 h_b),
 
 and (D u)[n] = sum_a (F_a(n) - F_a(n - e_a)) / h_a. Face neighbours wrap around (index n_a - 1 is the face
-between the last and the first node); on a no-flux box the caller zeroes the coefficients of that face, which
-is then the wall face of both the last node (above) and the first node (below). Tangential neighbours come
-from the index tables ``tp``/``tm`` (wrap-around on a torus, reflection at a wall). Every face flux enters
-two nodes with opposite signs, so sum_n (D u)[n] = 0 up to round-off: the conservation the solver relies on.
+between the last and the first node); on a no-flux box that face is the wall face of both the last node (above)
+and the first node (below): the caller zeroes its diagonal coefficient ``faces[a]`` and the kernels give it no
+mixed flux. ``mixed`` holds nodal coefficients a^{ab}: averaging the products a^{ab} T_b u over the two nodes of
+a face makes the mixed divergence the node-centred stencil (a_{n+e} T_b u_{n+e} - a_{n-e} T_b u_{n-e}) / (2 h_a),
+whose matrix is symmetric for any coefficients, so D is symmetric for every metric and density. Tangential
+neighbours come from the index tables ``tp``/``tm`` (wrap-around on a torus, reflection at a wall). Every face
+flux enters two nodes with opposite signs, so sum_n (D u)[n] = 0 up to round-off: the conservation the solver
+relies on.
 
 :func:`advance_numba` / :func:`advance_numpy` advance several explicit Euler steps of nodal mode at once
 (temporal blocking; the NumPy reference is repeated :func:`apply_numpy`).
@@ -44,17 +48,26 @@ def _tangential(u, tp, tm, b, i, j, k):
 
 @njit(cache=True, fastmath=False)
 def _mixed_flux(u, mixed, inv_h, tp, tm, a, b, i, j, k):
-    # Mixed part of F_a through the face above node (i, j, k): tangential differences averaged over its two nodes.
-    n = u.shape[a]
+    # Mixed part of F_a through the face above node (i, j, k): the mean over the face's two nodes of the
+    # nodal a^{ab} times the tangential difference. Its divergence is then the node-centred stencil
+    # (a^{ab}_{n+e} T_b u_{n+e} - a^{ab}_{n-e} T_b u_{n-e}) / (2 h_a), whose matrix is symmetric for any
+    # coefficients. A wall face (the reflection table maps the last node to itself) carries no flux.
     i2, j2, k2 = i, j, k
     if a == 0:
-        i2 = i + 1 if i + 1 < n else 0
+        i2 = tp[0, i]
+        if i2 == i:
+            return 0.0
     elif a == 1:
-        j2 = j + 1 if j + 1 < n else 0
+        j2 = tp[1, j]
+        if j2 == j:
+            return 0.0
     else:
-        k2 = k + 1 if k + 1 < n else 0
-    both = _tangential(u, tp, tm, b, i, j, k) + _tangential(u, tp, tm, b, i2, j2, k2)
-    return mixed[a, b, i, j, k] * 0.25 * inv_h[b] * both
+        k2 = tp[2, k]
+        if k2 == k:
+            return 0.0
+    here = mixed[a, b, i, j, k] * _tangential(u, tp, tm, b, i, j, k)
+    there = mixed[a, b, i2, j2, k2] * _tangential(u, tp, tm, b, i2, j2, k2)
+    return 0.25 * inv_h[b] * (here + there)
 
 
 @njit(cache=True, fastmath=False)
@@ -341,8 +354,13 @@ def apply_numpy(u, y, out, coef, mixed, cout, inv_h, tp, tm, unit, wrap, alpha, 
                 if b == a or u.shape[b] == 1:
                     continue
                 nb = u.shape[b]
-                t = np.take(u, tp[b, :nb], axis=b) - np.take(u, tm[b, :nb], axis=b)
-                flux = flux + mixed[a, b] * 0.25 * inv_h[b] * (t + np.roll(t, -1, axis=a))
+                t = mixed[a, b] * (np.take(u, tp[b, :nb], axis=b) - np.take(u, tm[b, :nb], axis=b))
+                face = 0.25 * inv_h[b] * (t + np.roll(t, -1, axis=a))
+                if wrap == 0.0:  # Box: the face above the last node is a wall
+                    index = [slice(None)] * 3
+                    index[a] = -1
+                    face[tuple(index)] = 0.0
+                flux = flux + face
         div += (flux - np.roll(flux, 1, axis=a)) * inv_h[a]
     out[...] = beta * y + alpha * cout * div
     return out

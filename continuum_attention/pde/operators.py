@@ -235,11 +235,11 @@ class FluxOperator:
             self.coef = np.zeros((3, *self.shape3))
             for a in range(d):
                 self.coef[a + self.offset] = self._face_average(comps[a, a], a + self.offset)
-        if self.has_mixed:
+        if self.has_mixed:  # nodal: the kernels average a^{ab} T_b u over each face's nodes (symmetric D)
             self.mixed = np.zeros((3, 3, *self.shape3))
             for (a, b), c in comps.items():
                 if a != b:
-                    self.mixed[a + self.offset, b + self.offset] = self._face_average(c, a + self.offset)
+                    self.mixed[a + self.offset, b + self.offset] = c
         else:
             self.mixed = np.zeros((3, 3, 1, 1, 1))  # same array type either way: one Numba compilation
         self.cout = np.ascontiguousarray(np.reshape(coeffs["cout"], self.shape3), dtype=np.float64)
@@ -408,8 +408,10 @@ class FluxOperator:
                 nb = self.shape3[b]
                 plus = np.take(idx, self.tp[b, :nb], axis=b)
                 minus = np.take(idx, self.tm[b, :nb], axis=b)
-                m = self.mixed[a, b].ravel() * 0.25 * self.inv_h[a] * self.inv_h[b]
+                open_face = self._face_average(np.ones(self.shape3), a).ravel()  # 0 on wall faces
+                scale = 0.25 * self.inv_h[a] * self.inv_h[b] * open_face
                 for node in (idx, np.roll(idx, -1, axis=a)):
+                    m = np.take(self.mixed[a, b].ravel(), node.ravel()) * scale
                     add_flux(lo, up, np.take(plus.ravel(), node.ravel()), m)
                     add_flux(lo, up, np.take(minus.ravel(), node.ravel()), -m)
         D = sp.coo_matrix(
@@ -444,13 +446,9 @@ class FluxOperator:
         heat) and positivity (walkers). With mixed terms the 9-point stencil has negative corner weights and
         the off-diagonal row sums R_i exceed |L_ii|; the bound is then also capped by the Gershgorin radius,
         dt <= 2 / min(max_i(|L_ii| + R_i), max_j(|L_jj| + C_j)), which bounds |lambda| for every eigenvalue;
-        it guarantees stability for real spectra, not positivity. The spectrum is real when D is symmetric:
-        always without mixed terms, and with mixed terms when their coefficients are constant (uniform p).
-        With mixed terms AND varying coefficients the mixed flux (face mean of a^ab times node-averaged
-        tangential differences) makes D slightly non-symmetric (relative asymmetry O(h): 0.9% on a 16^2 grid,
-        0.24% on 64^2, for M = [[1, .5], [.5, 1.5]] and p = 1 + 0.5 cos 2 pi x), the spectrum gets small imaginary parts, and this bound is a checked
-        heuristic (|1 + dt lambda| <= 1 held in every case tried), not a proof. A corner-based symmetric
-        mixed stencil would restore exact self-adjointness; it is not implemented yet.
+        it guarantees stability, not positivity: D is symmetric for every metric and density (the mixed
+        flux averages a^{ab} T_b u over each face's two nodes, so its divergence is the node-centred
+        stencil, whose matrix is symmetric), hence L = W^-1 D has a real spectrum bounded by this radius.
         """
         if self._max_dt is None:
             diag = np.abs(self.diagonal())

