@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 __all__ = ["Trial", "compare_attention", "summary_rows", "summary_table", "plot_comparison", "save_comparison", "count_parameters", "seed_all"]
 
@@ -94,11 +95,14 @@ def compare_attention(
         raise ValueError(f"epochs must be >= 1, got epochs={epochs!r}")
     out: dict[str, Any] = {"kinds": {}, "seeds": np.asarray(seeds), "noise_levels": np.asarray(noise_levels, float),
                            "epochs": int(epochs)}
+    bar = tqdm(total=len(kinds) * len(seeds), desc="training runs", disable=None)  # quiet off a terminal
     for kind in kinds:
         runs = []
         for seed in seeds:
             trial = task(kind, int(seed))
             runs.append(_run_trial(trial, epochs, noise_levels))
+            bar.set_postfix_str(f"{kind} seed {seed}")
+            bar.update(1)
             if verbose:
                 print(f"  {kind:>6s} seed {seed}: final test accuracy {runs[-1]['accuracy'][-1]:.3f}", flush=True)
         out["kinds"][kind] = {
@@ -109,6 +113,7 @@ def compare_attention(
             "noise_accuracy": np.stack([r["noise_accuracy"] for r in runs]),
             "parameters": count_parameters(trial.model),
         }
+    bar.close()
     return out
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 from scipy.sparse.linalg import expm_multiply, splu
+from tqdm.auto import tqdm
 
 from .._validation import positive_float
 from ..densities import Density
@@ -260,6 +261,7 @@ class AttentionLimitPDE:
         method: str = "crank-nicolson",
         n_snapshots: int = 11,
         dt: float | None = None,
+        progress: bool | None = None,
     ) -> PDESolution:
         """Integrate from t = 0 to ``t_final``, storing ``n_snapshots`` equally spaced snapshots (ends included).
 
@@ -278,6 +280,8 @@ class AttentionLimitPDE:
             Steps are shortened so that every snapshot interval holds a whole number of them.
         n_snapshots : int >= 2
         dt : float > 0, optional
+        progress : bool, optional
+            tqdm bar over the time steps; None shows it only on a terminal, False never.
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got method={method!r}")
@@ -305,10 +309,12 @@ class AttentionLimitPDE:
 
             states = [s0]
             s = s0
-            with self._op.threads():
+            bar = tqdm(total=n_sub * (n_snapshots - 1), desc=f"{self.form} {method}", disable=None if progress is None else not progress)
+            with self._op.threads(), bar:
                 for _ in range(n_snapshots - 1):
                     s = advance(s, n_sub)
                     states.append(np.array(s, copy=True))
+                    bar.update(n_sub)
             n_steps = n_sub * (n_snapshots - 1)
         values = np.stack([self._from_state(np.reshape(s, self.grid.shape)) for s in states])
         return PDESolution(times, values, self.grid, self.form, method, step, n_steps)
