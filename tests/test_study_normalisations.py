@@ -18,9 +18,18 @@ def test_continuum_drift_coefficients_and_sinkhorn_difference():
 
 
 def test_each_normalisation_is_closest_to_its_own_limit():
-    out = Nm.measure(circle_case(), 3000, [2e-3], seeds=[0])
-    E = out["errors"][0, 0]  # (normalisation, c)
+    """Four seeds at N = 4000: each normalisation's seed-mean error is smallest against its own limit, and its
+    fitted drift agrees with the N = inf value at the same eps (which carries the O(eps) bias) within the 99%
+    Student-t interval of the seed mean (per-seed spread measured over 12 seeds: sd 0.06 to 0.2)."""
+    from scipy.stats import t
+
+    case, eps, seeds = circle_case(), 2e-3, [0, 1, 2, 3]
+    out = Nm.measure(case, 4000, [eps], seeds=seeds)
+    E = out["errors"][0].mean(axis=0)  # (normalisation, c), mean over seeds
+    c_inf = Nm.continuum(case, [eps])["c_hat"][0]
     for n, (_, c) in enumerate(Nm.NORMALISATIONS.values()):
         assert Nm.C_VALUES[int(np.argmin(E[n]))] == c
-        assert abs(out["c_hat"][0, 0, n] - c) <= 0.2
-    assert out["sinkhorn_vs_half"][0, 0] < 0.05
+        per_seed = out["c_hat"][0, :, n]
+        half = t.ppf(0.995, len(seeds) - 1) * per_seed.std(ddof=1) / np.sqrt(len(seeds))
+        assert abs(per_seed.mean() - c_inf[n]) <= half
+    assert out["sinkhorn_vs_half"][0].mean() < 0.05

@@ -21,6 +21,7 @@ Measured on the circle (p = 1 + 0.5 cos 2 pi x, f = sin 2 pi x) in two ways:
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import t as t_dist
 from matplotlib.figure import Figure
 
 from ..attention import AttentionOperator
@@ -126,7 +127,7 @@ def continuum(case: Case, eps_values, nodes: int = 4096, tol: float = 1e-13) -> 
 
 def _sizes(quick: bool) -> dict:
     if quick:
-        return dict(N=8000, eps=[1e-3, 2e-3, 4e-3], seeds=2, eps_inf=np.geomspace(1e-4, 1e-2, 9))
+        return dict(N=8000, eps=[1e-3, 2e-3, 4e-3], seeds=4, eps_inf=np.geomspace(1e-4, 1e-2, 9))
     return dict(N=16000, eps=[5e-4, 1e-3, 2e-3, 4e-3, 8e-3], seeds=6, eps_inf=np.geomspace(1e-4, 1e-2, 17))
 
 
@@ -170,22 +171,28 @@ def _figure(sizes, fin, inf) -> Figure:
 
 @register(NAME, "Normalisations: alpha = 0, 1/2, 1 -> drift 2, 1, 0; Sinkhorn acts like alpha = 1/2", order=110)
 def run(quick: bool = True, seed: int = 0) -> StudyResult:
-    """Own limit closest (exact), c_hat within 0.15 (N finite, smallest eps) and 0.02 (N = inf, eps = 1e-4),
-    Sinkhorn - alpha=1/2 generator difference O(eps) at N = inf (slope 1 +- 0.2 for eps <= 2e-3) and < 5% of
-    ||L_1 f|| at N points."""
+    """Own limit closest (exact); finite-N c_hat against the N = inf value at the same eps (which carries the
+    O(eps) bias: 1.874 for attention at eps = 1e-3, not 2), within the 99% Student-t interval of the seed mean;
+    c_hat within 0.02 of c at N = inf, eps = 1e-4; Sinkhorn - alpha=1/2 generator difference O(eps) at N = inf
+    (slope 1 +- 0.2 for eps <= 2e-3) and < 5% of ||L_1 f|| at N points (there sampling noise, not the O(eps)
+    difference, dominates: the bound shows Sinkhorn is far from alpha = 0, whose drift differs by ||L_1 f||)."""
     sizes = _sizes(quick)
     case = circle_case()
     seeds = [1000 * seed + s for s in range(sizes["seeds"])]
     fin = measure(case, sizes["N"], sizes["eps"], seeds)
     inf = continuum(case, sizes["eps_inf"])
     E = fin["errors"].mean(axis=1)
+    c_same_eps = continuum(case, sizes["eps"][:1])["c_hat"][0]  # N = inf at the finite-N eps: the right target
+    S = len(seeds)
     checks = []
     for n, (name, (_, c)) in enumerate(NORMALISATIONS.items()):
         best = [C_VALUES[int(np.argmin(E[e, n]))] for e in range(len(sizes["eps"]))]
         checks.append(Check.equal(NAME, f"{name}: limit with the smallest error, every eps (N={sizes['N']})",
                                   float(best[0]) if len(set(best)) == 1 else float("nan"), c))
-        checks.append(Check.within(NAME, f"{name}: fitted drift c_hat, N={sizes['N']}, eps={sizes['eps'][0]:g}",
-                                   float(fin["c_hat"][0, :, n].mean()), c, 0.15))
+        per_seed = fin["c_hat"][0, :, n]
+        half = float(t_dist.ppf(0.995, S - 1) * per_seed.std(ddof=1) / np.sqrt(S))
+        checks.append(Check.within(NAME, f"{name}: c_hat, N={sizes['N']}, eps={sizes['eps'][0]:g}, vs N=inf "
+                                   f"(99% t-interval, {S} seeds)", float(per_seed.mean()), float(c_same_eps[n]), half))
         checks.append(Check.within(NAME, f"{name}: fitted drift c_hat, N=inf, eps={sizes['eps_inf'][0]:g}",
                                    float(inf["c_hat"][0, n]), c, 0.02))
     small = sizes["eps_inf"] <= SINKHORN_FIT_MAX

@@ -29,8 +29,9 @@ clusters, and its eps -> 0 limit is an ill-posed backward heat equation, so it i
    the tails, which carry the covariance -- tokens barely move (their self weight dominates), so the
    covariance shrinks too little: a positive bias that grows as eps/Sigma decreases (at N = 2000, K = 3 it
    is up to 10% and 8 standard errors at eps = 0.05-0.1; see the eps sweep panel). With eps = 0.5 (comparable to
-   Sigma) the tails have O(N) neighbours, the bias is O(1/N) and, at N = 2000, R = 24, well under one
-   standard error (~2% of Sigma_K), while K = 2 layers still contract Sigma eightfold.
+   Sigma) the tails have O(N) neighbours and the bias is O(1/N): at N = 2000, R = 24 it is about 0.8 standard
+   errors (mean z over 8 seeds; ~2-3% of Sigma_K), at N = 4000 about 0.7, while K = 2 layers still contract
+   Sigma eightfold.
    The update is deterministic given the points; seeds only draw the initial tokens.
 """
 
@@ -60,7 +61,7 @@ ENTRIES = ((0, 0), (0, 1), (1, 1))
 
 
 def bumps_density():
-    """Mixture of four anisotropic Gaussian bumps in R^2 (pairwise distances >= 2.6)."""
+    """Mixture of four anisotropic Gaussian bumps in R^2 (pairwise distances of the means about 3.0 or more)."""
     return mixture([gaussian(m, c) for m, c in zip(BUMP_MEANS, BUMP_COVS)], BUMP_WEIGHTS)
 
 
