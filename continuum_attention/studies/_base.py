@@ -49,12 +49,18 @@ class Check:
         return cls(study, quantity, float(measured), f"> {bound:.3g}", "", ok)
 
     @classmethod
+    def report(cls, study: str, quantity: str, measured: float, expected: float) -> "Check":
+        """A measured value shown beside its theory value without a pass/fail claim (tolerance "reported")."""
+        return cls(study, quantity, float(measured), f"{expected:.4g}", "reported", True)
+
+    @classmethod
     def equal(cls, study: str, quantity: str, measured: float, expected: float) -> "Check":
         return cls(study, quantity, float(measured), f"{expected:g}", "exact", bool(measured == expected))
 
     def row(self) -> list[str]:
         value = f"{self.measured:.4g}" if math.isfinite(self.measured) else str(self.measured)
-        return [self.study, self.quantity, value, self.expected, self.tolerance, "ok" if self.ok else "FAIL"]
+        verdict = "-" if self.tolerance == "reported" else ("ok" if self.ok else "FAIL")
+        return [self.study, self.quantity, value, self.expected, self.tolerance, verdict]
 
 
 @register_result

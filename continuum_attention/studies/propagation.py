@@ -134,7 +134,7 @@ def _figure(problem1, sweep, snap1, problem2, snap2, sol2) -> Figure:
     for s in range(err.shape[1]):
         ax_n.loglog(N, err[:, s], "x", color="0.6", label="single seeds" if s == 0 else None)
     ax_n.loglog(N, mean, "o-", label=f"mean over seeds: slope {sweep['slope'][0]:.3f}+-{sweep['slope'][1]:.3f}")
-    add_slope(ax_n, N, -1.0 / 3.5, mean[0] * 1.3, "N^-2/7 (consistency rate at eps*)")
+    add_slope(ax_n, N, -1.0 / 3.5, mean[0] * 1.3, "N^-2/7 (one-layer consistency rate at eps*, for reference; THEORY gives no K-layer rate)")
     for n_, e_, k_ in zip(N, sweep["eps"], sweep["K"]):
         ax_n.annotate(f"eps={e_:.3g}\nK={k_}", (n_, mean[list(N).index(n_)]), fontsize=6, textcoords="offset points",
                       xytext=(3, -18))
