@@ -208,6 +208,18 @@ def knn_mask(x: Tensor, k: int) -> Tensor:
     return mask | mask.transpose(-1, -2)
 
 
+def _minibatch_epoch(opt, n: int, batch: int, gen, batch_loss) -> float:
+    """One epoch of shuffled minibatches (order from ``gen``); returns the mean training loss."""
+    perm, total = torch.randperm(n, generator=gen), 0.0
+    for b in perm.split(batch):
+        opt.zero_grad()
+        loss = batch_loss(b)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(b)
+    return total / n
+
+
 def _segmentation_trial(data, kind: str, seed: int, cfg: dict[str, Any]) -> Trial:
     (xtr, ytr, mtr), (xte, yte, mte) = data
     gen = seed_all(seed)
@@ -217,14 +229,8 @@ def _segmentation_trial(data, kind: str, seed: int, cfg: dict[str, Any]) -> Tria
     lossf = nn.CrossEntropyLoss()
 
     def epoch() -> float:
-        perm, total = torch.randperm(len(xtr), generator=gen), 0.0
-        for b in perm.split(cfg["batch"]):
-            opt.zero_grad()
-            loss = lossf(model(xtr[b], mask=mtr[b]).flatten(0, 1), ytr[b].flatten())
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(b)
-        return total / len(xtr)
+        return _minibatch_epoch(opt, len(xtr), cfg["batch"], gen,
+                                lambda b: lossf(model(xtr[b], mask=mtr[b]).flatten(0, 1), ytr[b].flatten()))
 
     def accuracy(x: Tensor = xte, mask: Tensor = mte) -> float:
         return float((model(x, mask=mask).argmax(-1) == yte).float().mean())
@@ -262,14 +268,8 @@ def _seq2seq_trial(data, kind: str, seed: int, cfg: dict[str, Any]) -> Trial:
     lossf = nn.CrossEntropyLoss()
 
     def epoch() -> float:
-        perm, total = torch.randperm(len(src), generator=gen), 0.0
-        for b in perm.split(cfg["batch"]):
-            opt.zero_grad()
-            loss = lossf(model(src[b], tgt[b]).flatten(0, 1), tgt[b].flatten())
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(b)
-        return total / len(src)
+        return _minibatch_epoch(opt, len(src), cfg["batch"], gen,
+                                lambda b: lossf(model(src[b], tgt[b]).flatten(0, 1), tgt[b].flatten()))
 
     def noisy(sigma: float) -> float:
         torch.manual_seed(10_000 + seed)
