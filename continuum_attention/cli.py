@@ -91,6 +91,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     from . import compare
     from .config import load_config
     from .plotting import plot_convergence
+    from .storage import SweepFile
 
     config = load_config(args.config, "study")
     problem, out, name = _problem_and_output(config)
@@ -105,11 +106,11 @@ def _cmd_study(args: argparse.Namespace) -> int:
     solution = None
     if study["quantity"] != "consistency":
         form = "features" if study["quantity"] == "propagation" else "walkers"
-        solution = compare._pde(problem, form, pde["shape"]).solve(problem.initial, problem.t_final, method=pde["method"], n_snapshots=2)
+        solution = compare.reference_solution(problem, form, pde["shape"], pde["method"])
     seeds = study["seeds"] if isinstance(study["seeds"], list) else list(range(int(study["seeds"])))
     sweep = compare.ConvergenceStudy(
         measures[study["quantity"]], study["N"], study["eps"], seeds, key=study["key"],
-        path=out / "results" / f"{name}.h5", config={"problem": problem.to_config(), "study": study, "pde": pde},
+        store=SweepFile(out / "results" / f"{name}.h5"), config={"problem": problem.to_config(), "study": study, "pde": pde},
     )
     result = sweep.run()
     png = _save_figure(plot_convergence(result, title=name, ylabel=f"{study['quantity']} error ({study['key']})"), out / "figures" / f"{name}.png")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -22,7 +22,6 @@ from ._validation import positive_float
 from .domains import Torus, as_points
 from .particles import n_layers_for
 from .problem import Problem
-from .storage import check_sweep_config, finished_cells, read_cells, register_result, save_result, write_cell
 
 __all__ = [
     "limit_operator",
@@ -32,11 +31,13 @@ __all__ = [
     "ErrorResult",
     "ConvergenceStudy",
     "ConvergenceResult",
+    "CellStore",
     "fit_slope",
     "circular_wasserstein1",
     "n_layers_for",
     "RunResult",
     "run_problem",
+    "reference_solution",
 ]
 
 
@@ -152,7 +153,7 @@ def _prepare(problem, eps, form, solution, grid_shape, method):
     eps = positive_float(eps, "eps")
     K = n_layers_for(problem.t_final, eps)
     if solution is None:
-        solution = _pde(problem, form, grid_shape).solve(problem.initial, problem.t_final, method=method, n_snapshots=2)
+        solution = reference_solution(problem, form, grid_shape, method)
     return eps, K, solution
 
 
@@ -176,6 +177,15 @@ def consistency_error(
     discrete = (op.apply(fx) - fx) / (eps / 2)
     exact = limit_operator(f, problem.density, points, problem.metric)
     return _errors("consistency", N, eps, seed, discrete, exact)
+
+
+def reference_solution(problem: Problem, form: str, grid_shape: int | Sequence[int] = 256,
+                       method: str = "crank-nicolson"):
+    """The PDE of ``problem`` in ``form`` solved to ``problem.t_final`` (snapshots at 0 and t_final).
+
+    It does not depend on N, eps or the seed: sweeps compute it once and pass it as ``solution``.
+    """
+    return _pde(problem, form, grid_shape).solve(problem.initial, problem.t_final, method=method, n_snapshots=2)
 
 
 def _pde(problem: Problem, form: str, grid_shape):
@@ -305,7 +315,6 @@ def _cell_key(N: int, eps: float) -> str:
     return f"N={int(N)}_eps={float(eps)!r}"  # repr: distinct floats never share a cell
 
 
-@register_result
 @dataclass
 class ConvergenceResult:
     """Errors of a sweep: ``errors[i, j, s]`` for N_values[i], eps_values[j], seeds[s].
@@ -370,12 +379,28 @@ class ConvergenceResult:
         return cls(arrays["N_values"], arrays["eps_values"], arrays["seeds"], arrays["errors"], dict(config))
 
 
+class CellStore(Protocol):
+    """Where a :class:`ConvergenceStudy` keeps finished cells (``storage.SweepFile`` is the HDF5 one)."""
+
+    def check(self, config: Mapping[str, Any]) -> None:
+        """Raise ValueError when the store holds cells of another configuration."""
+
+    def cells(self) -> dict[str, dict[str, Any]]:
+        """Stored cells by key, each a mapping with an ``errors`` array (one value per seed)."""
+
+    def write(self, key: str, arrays: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+        """Keep one finished cell (atomically: an interruption leaves the previous state intact)."""
+
+    def finish(self, result: "ConvergenceResult") -> Any:
+        """Called once with the assembled result."""
+
+
 class ConvergenceStudy:
     """A sweep of ``measure(N, eps, seed) -> float`` over a grid of N, eps and seeds.
 
-    With ``path`` every finished (N, eps) cell is written to HDF5 atomically as it completes, and a rerun
-    skips the cells already there (an interrupted sweep resumes where it stopped). The constructor only
-    stores its parameters.
+    With a ``store`` (e.g. ``continuum_attention.storage.SweepFile(path)``, an HDF5 file) every finished
+    (N, eps) cell is written as it completes, and a rerun skips the cells already there (an interrupted sweep
+    resumes where it stopped). The constructor only stores its parameters.
 
     Parameters
     ----------
@@ -386,8 +411,8 @@ class ConvergenceStudy:
     seeds : sequence of int
     key : str
         Field of an ErrorResult used as the error ("rms", "max", "relative", or an ``extra`` entry).
-    path : path, optional
-        HDF5 file for resumable cells.
+    store : CellStore, optional
+        Where cells are kept between runs (:class:`CellStore`); None keeps nothing.
     config : dict
         Stored with the cells (describe the problem here so the sweep can be rerun).
     """
@@ -400,7 +425,7 @@ class ConvergenceStudy:
         seeds: Sequence[int] = (0,),
         *,
         key: str = "rms",
-        path: str | Path | None = None,
+        store: "CellStore | None" = None,
         config: dict | None = None,
     ):
         self.measure = measure
@@ -408,7 +433,7 @@ class ConvergenceStudy:
         self.eps_values = eps_values
         self.seeds = seeds
         self.key = key
-        self.path = path
+        self.store = store
         self.config = config
 
     def _validated(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -434,27 +459,27 @@ class ConvergenceStudy:
 
         N, eps, seeds = self._validated()
         config = {**(self.config or {}), "N_values": N.tolist(), "eps_values": eps.tolist(), "seeds": seeds.tolist(), "key": self.key}
-        if self.path:  # the whole configuration (problem, grids, seeds, key) must match the stored sweep
-            check_sweep_config(self.path, config)
-        done = finished_cells(self.path) if self.path else set()
-        stored = read_cells(self.path) if self.path and done else {}
+        store = self.store
+        if store is not None:  # the whole configuration (problem, grids, seeds, key) must match the stored sweep
+            store.check(config)
+        stored = store.cells() if store is not None else {}
         errors = np.empty((N.size, eps.size, seeds.size))
         cells = list(itertools.product(range(N.size), range(eps.size)))
         bar = tqdm(cells, desc="convergence", disable=None if progress is None else not progress)
         for i, j in bar:
             key = _cell_key(N[i], eps[j])
-            if key in done:
+            if key in stored:
                 cell = np.asarray(stored[key]["errors"])
                 if cell.shape != (seeds.size,):
-                    raise ValueError(f"{self.path}: cell {key} holds {cell.size} seeds, expected {seeds.size}")
+                    raise ValueError(f"{store!r}: cell {key} holds {cell.size} seeds, expected {seeds.size}")
                 errors[i, j] = cell
                 continue
             errors[i, j] = [self._value(self.measure(int(N[i]), float(eps[j]), int(s))) for s in seeds]
-            if self.path:
-                write_cell(self.path, key, {"errors": errors[i, j]}, config)
+            if store is not None:
+                store.write(key, {"errors": errors[i, j]}, config)
         result = ConvergenceResult(N, eps, seeds, errors, config)
-        if self.path:
-            save_result(Path(self.path).with_suffix(".result.h5"), result)
+        if store is not None:
+            store.finish(result)
         return result
 
 
@@ -463,7 +488,6 @@ class ConvergenceStudy:
 # ---------------------------------------------------------------------------------------------------------
 
 
-@register_result
 @dataclass
 class RunResult:
     """Particles and PDE for one problem: values at the points, the PDE on its grid, and the error."""

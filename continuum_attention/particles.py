@@ -22,14 +22,12 @@ from tqdm.auto import tqdm
 
 from .attention import AttentionOperator
 from .domains import Domain
-from .storage import register_result
 
 __all__ = ["ParticleSolver", "ParticleSolution", "MODES", "n_layers_for"]
 
 MODES = ("features", "walkers", "tokens")
 
 
-@register_result
 @dataclass
 class ParticleSolution:
     """Snapshots of a particle run.

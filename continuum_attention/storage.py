@@ -33,6 +33,8 @@ __all__ = [
     "save_result",
     "load_result",
     "register_result",
+    "RESULT_TYPES",
+    "SweepFile",
     "write_cell",
     "check_sweep_config",
     "read_cells",
@@ -40,15 +42,38 @@ __all__ = [
     "environment_metadata",
 ]
 
-_RESULT_TYPES: dict[str, type] = {}
+# Result types by stored ``kind``: "module:Class", imported only when a file of that kind is read. The table
+# lives here, in the outer room, so that the core modules defining these classes never import storage.
+RESULT_TYPES: dict[str, str] = {
+    "ParticleSolution": "continuum_attention.particles:ParticleSolution",
+    "PDESolution": "continuum_attention.pde.solver:PDESolution",
+    "ConvergenceResult": "continuum_attention.compare:ConvergenceResult",
+    "RunResult": "continuum_attention.compare:RunResult",
+    "StudyResult": "continuum_attention.studies._base:StudyResult",
+}
+_RESULT_CLASSES: dict[str, type] = {}
 _META_KEYS = ("kind", "config", "versions", "git_commit", "created")
 _JSON_PREFIX = "json:"
 
 
 def register_result(cls: type) -> type:
-    """Class decorator: objects with ``to_storage() -> (arrays, config)`` and ``from_storage(arrays, config)``."""
-    _RESULT_TYPES[cls.__name__] = cls
+    """Register a result class of your own (``to_storage() -> (arrays, config)``, ``from_storage(arrays, config)``).
+
+    The package's own result types are in :data:`RESULT_TYPES` and need no registration.
+    """
+    if not (callable(getattr(cls, "to_storage", None)) and callable(getattr(cls, "from_storage", None))):
+        raise TypeError(f"a result type needs to_storage() and from_storage(arrays, config), got {cls!r}")
+    _RESULT_CLASSES[cls.__name__] = cls
     return cls
+
+
+def _result_class(kind: str) -> type | None:
+    if kind not in _RESULT_CLASSES and kind in RESULT_TYPES:
+        import importlib
+
+        module, name = RESULT_TYPES[kind].split(":")
+        _RESULT_CLASSES[kind] = getattr(importlib.import_module(module), name)
+    return _RESULT_CLASSES.get(kind)
 
 
 def _git_commit() -> str:
@@ -185,28 +210,14 @@ def save_result(path: str | Path, result: Any) -> Path:
     return save(path, arrays, config, kind=type(result).__name__)
 
 
-# Modules whose classes are registered result types: imported on demand by load_result, so that a file
-# can be read in a fresh interpreter without the caller knowing where its class lives.
-_RESULT_MODULES = (
-    "continuum_attention.compare",
-    "continuum_attention.studies",
-    "continuum_attention.particles",
-    "continuum_attention.pde",
-)
-
-
 def load_result(path: str | Path) -> Any:
     """Rebuild the object stored by :func:`save_result` (same class, same arrays, same configuration)."""
-    import importlib
-
     arrays, meta = load(path)
     kind = str(meta.get("kind", "arrays"))
-    if kind not in _RESULT_TYPES:
-        for module in _RESULT_MODULES:
-            importlib.import_module(module)
-    if kind not in _RESULT_TYPES:
+    cls = _result_class(kind)
+    if cls is None:
         raise ValueError(f"{path} holds a {kind!r}, which no registered result type rebuilds")
-    return _RESULT_TYPES[kind].from_storage(arrays, meta["config"])
+    return cls.from_storage(arrays, meta["config"])
 
 
 # -- sweeps -------------------------------------------------------------------------------------------------
@@ -274,3 +285,32 @@ def finished_cells(path: str | Path) -> set[str]:
         return set()
     with h5py.File(path, "r") as f:
         return set(f["cells"].keys()) if "cells" in f else set()
+
+
+class SweepFile:
+    """The HDF5 cell store of a resumable sweep: pass ``store=SweepFile(path)`` to a ConvergenceStudy.
+
+    Each finished cell is written to ``path`` atomically (:func:`write_cell`) as soon as it is measured; a
+    rerun reads the cells already there and skips them. The assembled result goes to ``PATH.result.h5``.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def check(self, config: Mapping[str, Any]) -> None:
+        """Refuse a file written under another configuration (ValueError)."""
+        check_sweep_config(self.path, config)
+
+    def cells(self) -> dict[str, dict[str, Any]]:
+        """Stored cells by key."""
+        return read_cells(self.path) if finished_cells(self.path) else {}
+
+    def write(self, key: str, arrays: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+        write_cell(self.path, key, arrays, config)
+
+    def finish(self, result: Any) -> Path:
+        """Store the assembled result beside the cells, as ``PATH.result.h5``."""
+        return save_result(self.path.with_suffix(".result.h5"), result)
+
+    def __repr__(self) -> str:
+        return f"SweepFile({str(self.path)!r})"

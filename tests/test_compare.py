@@ -7,6 +7,7 @@ from continuum_attention import densities as D
 from continuum_attention.cli import main
 from continuum_attention.metrics import Mahalanobis
 from continuum_attention.problem import Problem
+from continuum_attention.storage import SweepFile
 
 
 def circle_problem(t_final=0.01):
@@ -113,7 +114,7 @@ def test_convergence_study_resumes_without_recomputing(tmp_path):
         return N**-0.5 * (1 + 0.01 * rng.standard_normal())
 
     path = tmp_path / "sweep.h5"
-    study = compare.ConvergenceStudy(measure, [100, 400, 1600], [0.1], seeds=[0, 1, 2], path=path)
+    study = compare.ConvergenceStudy(measure, [100, 400, 1600], [0.1], seeds=[0, 1, 2], store=SweepFile(path))
     first = study.run(progress=False)
     assert len(calls) == 9
     second = study.run(progress=False)
@@ -191,9 +192,9 @@ def test_solvers_from_problem_match_explicit_construction():
 def test_convergence_study_refuses_a_changed_configuration(tmp_path):
     """Reusing stored cells is only right for the same problem, seeds and key: anything else is refused."""
     path = tmp_path / "sweep.h5"
-    compare.ConvergenceStudy(lambda N, eps, s: 1.0, [100], [0.1], seeds=[0], path=path, config={"problem": "A"}).run(progress=False)
+    compare.ConvergenceStudy(lambda N, eps, s: 1.0, [100], [0.1], seeds=[0], store=SweepFile(path), config={"problem": "A"}).run(progress=False)
     with pytest.raises(ValueError, match="another configuration"):
-        compare.ConvergenceStudy(lambda N, eps, s: 2.0, [100], [0.1], seeds=[0], path=path, config={"problem": "B"}).run(progress=False)
+        compare.ConvergenceStudy(lambda N, eps, s: 2.0, [100], [0.1], seeds=[0], store=SweepFile(path), config={"problem": "B"}).run(progress=False)
     with pytest.raises(ValueError, match="another configuration"):
-        compare.ConvergenceStudy(lambda N, eps, s: 1.0, [100], [0.1], seeds=[0, 1, 2], path=path, config={"problem": "A"}).run(progress=False)
+        compare.ConvergenceStudy(lambda N, eps, s: 1.0, [100], [0.1], seeds=[0, 1, 2], store=SweepFile(path), config={"problem": "A"}).run(progress=False)
     assert compare._cell_key(100, 1e-3) != compare._cell_key(100, 1.0000001e-3)

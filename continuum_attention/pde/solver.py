@@ -22,7 +22,6 @@ from .._validation import positive_float
 from ..densities import Density
 from ..domains import domain_from_config
 from ..grid import Grid
-from ..storage import register_result
 from .operators import FORMS, FluxOperator, build_operator, resolve_metric
 
 __all__ = ["AttentionLimitPDE", "PDESolution", "METHODS", "EXACT_MAX_NODES"]
@@ -34,7 +33,6 @@ EXACT_MAX_NODES = 20_000  # expm_multiply costs ~ ||t L||_1 matrix products: a r
 _EXPLICIT_SAFETY = 0.9  # default explicit step as a fraction of the Gershgorin limit (see solve)
 
 
-@register_result
 @dataclass
 class PDESolution:
     """Snapshots of a PDE solve.

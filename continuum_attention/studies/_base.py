@@ -13,7 +13,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..storage import register_result
 
 __all__ = ["Check", "StudyResult", "Study", "register", "registry"]
 
@@ -63,7 +62,6 @@ class Check:
         return [self.study, self.quantity, value, self.expected, self.tolerance, verdict]
 
 
-@register_result
 @dataclass
 class StudyResult:
     """What a study returns: its checks, the arrays behind its figure, its configuration, its figure."""
