@@ -14,8 +14,8 @@ from .metrics import DotProduct, Learned, Mahalanobis
 from .particles import ParticleSolution, ParticleSolver
 from .pde import AttentionLimitPDE, PDESolution
 from .problem import Problem
+from ._version import __version__
 
-__version__ = "0.1.0"
 
 # ``Euclidean`` is the domain R^d; the Euclidean pseudo-metric is ``metrics.Euclidean``.
 __all__ = [

@@ -20,6 +20,7 @@ import numpy as np
 
 from ._validation import positive_float
 from .domains import Torus, as_points
+from .metrics import as_metric
 from .particles import n_layers_for
 from .problem import Problem
 
@@ -49,9 +50,8 @@ __all__ = [
 def _inverse_tensor(metric, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """g^-1 (M, d, d) and sqrt|g| (M,) at points (Euclidean when metric is None)."""
     m, d = points.shape
-    if metric is None:
-        return np.broadcast_to(np.eye(d), (m, d, d)), np.ones(m)
-    if not getattr(metric, "is_metric", False):
+    metric = as_metric(metric)
+    if not metric.is_metric:
         raise ValueError(f"{metric!r} is not a metric: it has no attention-limit PDE (THEORY section 3)")
     g = np.asarray(metric.tensor(points), dtype=np.float64).reshape(m, d, d)
     return np.linalg.inv(g), np.sqrt(np.linalg.det(g))
@@ -83,8 +83,7 @@ def limit_operator(
             out[:, i] = (fn(y + e) - fn(y - e)) / (2 * h)
         return out
 
-    constant = metric is None or getattr(metric, "is_constant", False)
-    if constant:
+    if as_metric(metric).is_constant:
         ginv, _ = _inverse_tensor(metric, x[:1])
         ginv = ginv[0]
         hess_term = np.zeros(len(x))

@@ -9,11 +9,19 @@ One object, two faces (DESIGN.md):
   :class:`Mahalanobis` gives M). The attention-limit operator is then
   ``At H = Delta_g H + 2 <grad log p, grad H>_g``.
 
-Protocol shared by every class here (duck-typed by the PDE solver):
+Every class here derives from :class:`PseudoMetric` and supplies, in one place, all that the rest of the
+package reads from a metric (nothing else dispatches on metric classes; :func:`as_metric` is the one door in):
 
-``is_metric`` (bool), ``tensor(points) -> (P, d, d)`` (ValueError for non-metrics), ``constant_tensor``
-((d, d) array for constant metrics, else None), ``pairwise(x, y, domain=None) -> (Px, Py)``,
-``to_config() -> dict`` and :func:`metric_from_config`.
+* the particle kernels: :meth:`PseudoMetric.kernel_form` -- the score family (squared distance or dot
+  product), the coordinates it acts on, an optional quadratic form and the periodic axes (:class:`KernelForm`);
+* truncation: :meth:`PseudoMetric.search_space` -- coordinates, periodic box and radius of a Euclidean ball
+  that holds every pair with f <= r^2 (:class:`SearchSpace`);
+* the continuum side: ``is_metric``, ``is_constant`` and :meth:`PseudoMetric.tensor` -- the Riemannian tensor;
+* ``pairwise(x, y, domain=None) -> (Px, Py)`` (a NumPy reference), ``to_config() -> dict`` and
+  :func:`metric_from_config`.
+
+A new pseudo-metric is a subclass that implements these; :class:`AttentionOperator`, :class:`ParticleSolver`
+and :class:`AttentionLimitPDE` then accept it unchanged.
 
 Periodic domains: :class:`Euclidean` and :class:`Mahalanobis` take the minimum image of ``x - y`` on the
 periodic axes of a :class:`~continuum_attention.domains.Torus`. :class:`DotProduct` and :class:`Learned`
@@ -23,6 +31,8 @@ e.g. ``cos``/``sin`` to make it periodic).
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -31,6 +41,10 @@ from .domains import Domain, as_points
 
 __all__ = [
     "PseudoMetric",
+    "KernelForm",
+    "SearchSpace",
+    "as_metric",
+    "ScaledMetric",
     "Euclidean",
     "Mahalanobis",
     "DotProduct",
@@ -73,6 +87,68 @@ def _differences(x: np.ndarray, y: np.ndarray, domain: Domain | None) -> np.ndar
     return diff if domain is None else domain.difference(diff, 0.0)
 
 
+SQUARED = "squared"
+DOT = "dot"
+
+
+@dataclass(frozen=True)
+class KernelForm:
+    """How the particle kernels evaluate f on one point set: f(i, j) from ``rows[i]`` and ``cols[j]``.
+
+    * ``family == "squared"``: f = D^T M D (M = I when ``M`` is None), D = rows[i] - cols[j] reduced to the
+      minimum image on every axis k with ``period[k] > 0`` (round half to even);
+    * ``family == "dot"``: f = -rows[i] . cols[j] (queries against keys).
+
+    ``symmetric`` is True when f(x, y) = f(y, x). Arrays are C-contiguous float64 of shapes (N, m), (N, m),
+    (m, m) or None, and (m,).
+    """
+
+    family: str
+    rows: np.ndarray
+    cols: np.ndarray
+    M: np.ndarray | None
+    period: np.ndarray
+    symmetric: bool
+
+    @classmethod
+    def squared(cls, z: np.ndarray, period=None, M=None) -> "KernelForm":
+        """f = |z_i - z_j|^2 (or the quadratic form M), minimum image where ``period > 0``."""
+        z = np.ascontiguousarray(z, dtype=np.float64)
+        period = np.zeros(z.shape[1]) if period is None else np.ascontiguousarray(period, dtype=np.float64)
+        M = None if M is None else np.ascontiguousarray(M, dtype=np.float64)
+        return cls(SQUARED, z, z, M, period, True)
+
+    @classmethod
+    def dot(cls, queries: np.ndarray, keys: np.ndarray, symmetric: bool) -> "KernelForm":
+        """f = -q_i . k_j."""
+        q = np.ascontiguousarray(queries, dtype=np.float64)
+        k = np.ascontiguousarray(keys, dtype=np.float64)
+        return cls(DOT, q, k, None, np.zeros(q.shape[1]), bool(symmetric))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A Euclidean ball search that finds every pair with f(x_i, x_j) <= r^2 (truncated mode).
+
+    ``coords`` (N, m) are searched with a k-d tree (periodic with side lengths ``box`` when not None) for
+    pairs at distance <= ``radius``. ``exact`` is True when f equals the squared tree distance, so the scores
+    need not be recomputed; otherwise the ball is larger than the metric ball and the kernel form decides.
+    """
+
+    coords: np.ndarray
+    box: np.ndarray | None
+    radius: float
+    exact: bool
+
+
+def _periods(domain: Domain | None, d: int) -> np.ndarray:
+    return np.zeros(d) if domain is None else np.ascontiguousarray(domain.period, dtype=np.float64)
+
+
+def _box(domain: Domain | None):
+    return np.asarray(domain.lengths, dtype=np.float64) if domain is not None and np.any(domain.periodic) else None
+
+
 class PseudoMetric:
     """Base class: a score f(x, y) whose softmax ``exp(-f / (2 eps))`` is the attention kernel.
 
@@ -102,6 +178,14 @@ class PseudoMetric:
     def pairwise(self, x, y, domain: Domain | None = None) -> np.ndarray:
         """Reference values f(x_i, y_j), shape (Px, Py). Memory O(Px Py d): small inputs only."""
         raise NotImplementedError
+
+    def kernel_form(self, points: np.ndarray, domain: Domain | None = None) -> KernelForm:
+        """The particle kernels' view of f on validated points (N, d): see :class:`KernelForm`."""
+        raise NotImplementedError(f"{type(self).__name__} does not define kernel_form()")
+
+    def search_space(self, points: np.ndarray, domain: Domain | None, radius: float) -> SearchSpace:
+        """A ball search holding every pair with f <= radius^2 (metrics only; truncated mode)."""
+        raise ValueError(f"{type(self).__name__} is not a metric (is_metric=False): it has no neighbour search")
 
     def to_config(self) -> dict:
         """Plain-data description (numbers, lists, strings) that :func:`metric_from_config` rebuilds."""
@@ -156,6 +240,12 @@ class Euclidean(PseudoMetric):
     def pairwise(self, x, y, domain: Domain | None = None) -> np.ndarray:
         x, y = self.validate_points(x, name="x"), self.validate_points(y, name="y")
         return np.sum(_differences(x, y, domain) ** 2, axis=-1)
+
+    def kernel_form(self, points: np.ndarray, domain: Domain | None = None) -> KernelForm:
+        return KernelForm.squared(points, _periods(domain, points.shape[1]))
+
+    def search_space(self, points: np.ndarray, domain: Domain | None, radius: float) -> SearchSpace:
+        return SearchSpace(points, _box(domain), float(radius), True)
 
     def to_config(self) -> dict:
         return {"type": "Euclidean"} if self.dim is None else {"type": "Euclidean", "dim": self.dim}
@@ -215,6 +305,18 @@ class Mahalanobis(PseudoMetric):
         diff = _differences(x, y, domain)
         return np.einsum("abi,ij,abj->ab", diff, self.M, diff)
 
+    def kernel_form(self, points: np.ndarray, domain: Domain | None = None) -> KernelForm:
+        if _box(domain) is not None:  # the minimum image lives in the original coordinates: the quadratic form
+            return KernelForm.squared(points, _periods(domain, self.dim), M=self.M)
+        return KernelForm.squared(points @ self._cholesky)  # f = |L^T (x - y)|^2: Euclidean in z = x L
+
+    def search_space(self, points: np.ndarray, domain: Domain | None, radius: float) -> SearchSpace:
+        box = _box(domain)
+        if box is None:
+            return SearchSpace(points @ self._cholesky, None, float(radius), True)
+        # f >= lambda_min |d|^2: a Euclidean ball of radius r / sqrt(lambda_min) holds the metric ball
+        return SearchSpace(points, box, float(radius) / math.sqrt(float(np.linalg.eigvalsh(self.M)[0])), False)
+
     def to_config(self) -> dict:
         return {"type": "Mahalanobis", "M": self.M.tolist()}
 
@@ -261,6 +363,9 @@ class DotProduct(PseudoMetric):
     def pairwise(self, x, y, domain: Domain | None = None) -> np.ndarray:
         x, y = self.validate_points(x, name="x"), self.validate_points(y, name="y")
         return -(self.queries(x) @ self.keys(y).T)
+
+    def kernel_form(self, points: np.ndarray, domain: Domain | None = None) -> KernelForm:
+        return KernelForm.dot(self.queries(points), self.keys(points), self.is_symmetric)
 
     def to_config(self) -> dict:
         return {"type": "DotProduct", "Q": self.Q.tolist(), "K": self.K.tolist()}
@@ -361,6 +466,12 @@ class Learned(PseudoMetric):
         zx, zy = self.features(x), self.features(y)
         return np.sum((zx[:, None, :] - zy[None, :, :]) ** 2, axis=-1)
 
+    def kernel_form(self, points: np.ndarray, domain: Domain | None = None) -> KernelForm:
+        return KernelForm.squared(self.features(points))
+
+    def search_space(self, points: np.ndarray, domain: Domain | None, radius: float) -> SearchSpace:
+        return SearchSpace(self.features(points), None, float(radius), True)
+
     def to_config(self) -> dict:
         if not hasattr(self.phi, "to_config"):
             raise ValueError(f"Learned(phi={self.phi!r}) cannot be serialised: phi has no to_config(); "
@@ -369,6 +480,113 @@ class Learned(PseudoMetric):
 
     def __repr__(self) -> str:
         return f"Learned(phi={self.phi!r})"
+
+
+class ScaledMetric(PseudoMetric):
+    """A pseudo-metric times a constant c > 0, plus an optional isotropic floor delta >= 0.
+
+    f(x, y) -> c f(x, y) + delta |x - y|^2 (minimum image on a Torus), so the tensor becomes c g + delta I.
+    For a Learned metric this is the pseudo-metric of the feature map x -> (sqrt(c) phi(x), sqrt(delta) x),
+    whose pull-back is exactly c g + delta I; the floor keeps g positive definite where phi folds
+    (det J_phi = 0, a degenerate pull-back). A constant factor is a change of time scale only: c f at eps is
+    f at eps / c. A floor needs a squared-distance base (it is not defined on a dot-product score).
+
+    Parameters
+    ----------
+    metric : PseudoMetric
+    scale : float > 0
+    floor : float >= 0
+    """
+
+    def __init__(self, metric: PseudoMetric, scale: float, floor: float = 0.0):
+        if not isinstance(metric, PseudoMetric):
+            raise TypeError(f"metric must be a PseudoMetric, got metric={metric!r}")
+        scale, floor = float(scale), float(floor)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be positive and finite, got scale={scale!r}")
+        if not (math.isfinite(floor) and floor >= 0):
+            raise ValueError(f"floor must be non-negative and finite, got floor={floor!r}")
+        if floor > 0 and not metric.is_metric:
+            raise ValueError(f"floor={floor!r} needs a metric base; {metric!r} is not one")
+        self.metric, self.scale, self.floor = metric, scale, floor
+        self.dim = metric.dim
+        self.is_metric = metric.is_metric
+        self.is_constant = metric.is_constant
+
+    @property
+    def is_symmetric(self) -> bool:
+        return self.metric.is_symmetric
+
+    @property
+    def constant_tensor(self) -> np.ndarray | None:
+        g = self.metric.constant_tensor
+        return None if g is None else self.scale * g + self.floor * np.eye(g.shape[0])
+
+    def validate_points(self, points, *, name: str = "points") -> np.ndarray:
+        return self.metric.validate_points(points, name=name)
+
+    def tensor(self, points) -> np.ndarray:
+        g = self.scale * self.metric.tensor(points)
+        return g + self.floor * np.eye(g.shape[-1]) if self.floor else g
+
+    def pairwise(self, x, y, domain: Domain | None = None) -> np.ndarray:
+        f = self.scale * self.metric.pairwise(x, y, domain)
+        if self.floor:
+            x, y = self.validate_points(x, name="x"), self.validate_points(y, name="y")
+            f = f + self.floor * np.sum(_differences(x, y, domain) ** 2, axis=-1)
+        return f
+
+    def kernel_form(self, points: np.ndarray, domain: Domain | None = None) -> KernelForm:
+        base = self.metric.kernel_form(points, domain)
+        if base.family == DOT:  # c f = -(c q) . k
+            return KernelForm.dot(self.scale * base.rows, base.cols, base.symmetric)
+        m = base.rows.shape[1]
+        M = np.eye(m) if base.M is None else base.M
+        if not self.floor:
+            return KernelForm.squared(base.rows, base.period, self.scale * M)
+        # coordinates (z, x) with the block form diag(c M, delta I): the images of both blocks stay exact
+        d = points.shape[1]
+        quad = np.zeros((m + d, m + d))
+        quad[:m, :m], quad[m:, m:] = self.scale * M, self.floor * np.eye(d)
+        return KernelForm.squared(np.hstack([base.rows, points]),
+                                  np.concatenate([base.period, _periods(domain, d)]), quad)
+
+    def search_space(self, points: np.ndarray, domain: Domain | None, radius: float) -> SearchSpace:
+        # c f + delta |x - y|^2 <= r^2 implies f <= r^2 / c: the base ball of radius r / sqrt(c) holds it
+        base = self.metric.search_space(points, domain, float(radius) / math.sqrt(self.scale))
+        return SearchSpace(base.coords, base.box, base.radius, False)
+
+    def to_config(self) -> dict:
+        return {"type": "ScaledMetric", "metric": self.metric.to_config(), "scale": self.scale, "floor": self.floor}
+
+    def __repr__(self) -> str:
+        return f"ScaledMetric({self.metric!r}, scale={self.scale!r}, floor={self.floor!r})"
+
+
+def as_metric(obj) -> PseudoMetric:
+    """The one door in: None -> :class:`Euclidean`, a (d, d) SPD matrix (or a positive number in 1-D) ->
+    :class:`Mahalanobis`, a :class:`PseudoMetric` -> itself.
+
+    Raises TypeError for any other type (naming it) and ValueError for a matrix that is not SPD.
+    """
+    if obj is None:
+        return Euclidean()
+    if isinstance(obj, PseudoMetric):
+        return obj
+    if isinstance(obj, (bool, str, bytes)) or callable(obj):
+        raise TypeError(f"metric must be None, a symmetric positive definite matrix or a PseudoMetric, "
+                        f"got metric={obj!r} of type {type(obj).__name__}")
+    try:
+        a = np.asarray(obj)
+    except (TypeError, ValueError):
+        a = np.asarray(None)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"metric must be None, a symmetric positive definite matrix or a PseudoMetric, "
+                        f"got metric={obj!r} of type {type(obj).__name__}")
+    try:
+        return Mahalanobis(a)
+    except ValueError as exc:
+        raise ValueError(f"metric must be a symmetric positive definite matrix: {exc}") from None
 
 
 def _feature_map_from_config(cfg: dict) -> ResidualFeatureMap:
@@ -387,6 +605,7 @@ def metric_from_config(cfg: dict) -> PseudoMetric:
         "Mahalanobis": lambda c: Mahalanobis(**c),
         "DotProduct": lambda c: DotProduct(**c),
         "Learned": lambda c: Learned(_feature_map_from_config(c["phi"])),
+        "ScaledMetric": lambda c: ScaledMetric(metric_from_config(c["metric"]), c["scale"], c.get("floor", 0.0)),
     }
     if kind not in builders:
         raise ValueError(f"metric type must be one of {sorted(builders)}, got type={kind!r}")

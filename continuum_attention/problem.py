@@ -17,6 +17,7 @@ import numpy as np
 
 from .densities import Density, density_from_config
 from .domains import Domain, domain_from_config
+from .metrics import metric_from_config
 
 __all__ = ["Problem", "Expression"]
 
@@ -137,8 +138,6 @@ class Problem:
         density = density_from_config(config["density"], domain)
         metric = None
         if config.get("metric") is not None:
-            from .metrics import metric_from_config
-
             metric = metric_from_config(config["metric"])
         initial = Expression(config["initial"], domain.dim) if "initial" in config else None
         return cls(domain, density, metric, initial, float(config.get("t_final", 0.01)))

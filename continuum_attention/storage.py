@@ -91,7 +91,7 @@ def environment_metadata() -> dict[str, str]:
     """Versions of the interpreter and the numerical stack (torch only when already imported)."""
     from importlib import metadata
 
-    from . import __version__
+    from ._version import __version__
 
     versions = {"python": platform.python_version(), "continuum_attention": __version__}
     for name in ("numpy", "scipy", "numba", "h5py", "matplotlib"):

@@ -5,7 +5,7 @@ from continuum_attention import Torus
 from continuum_attention import compare
 from continuum_attention import densities as D
 from continuum_attention.cli import main
-from continuum_attention.metrics import Mahalanobis
+from continuum_attention.metrics import Mahalanobis, PseudoMetric
 from continuum_attention.problem import Problem
 from continuum_attention.storage import SweepFile
 
@@ -27,7 +27,7 @@ def test_limit_operator_matches_closed_form_on_the_circle():
     np.testing.assert_allclose(got, exact, atol=1e-5 * np.abs(exact).max())
 
 
-class _SameTensorNoShortcut:
+class _SameTensorNoShortcut(PseudoMetric):
     """A constant metric presented as a varying one, to exercise the general divergence path."""
 
     is_metric = True

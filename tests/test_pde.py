@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from continuum_attention import Box, Grid, Torus
 from continuum_attention.densities import cosine, gaussian, uniform, von_mises
 from continuum_attention.pde import AttentionLimitPDE, PDESolution
+from continuum_attention.metrics import PseudoMetric
 
 METHODS = ["explicit", "crank-nicolson", "implicit-euler", "exact"]
 
@@ -277,7 +278,7 @@ def test_full_mahalanobis_mixed_terms_decay_rates():
     assert rel_l2(diag_only.solve(H0, t).values[-1], exact) > 1e-2
 
 
-class ConformalFirstAxis:
+class ConformalFirstAxis(PseudoMetric):
     """g(x) = diag(c(x_0), 1, ...), c = (1 + 0.3 cos 2 pi x_0)^2: arc length s(x_0) = x_0 + 0.3 sin(2 pi x_0) / 2 pi."""
 
     is_metric = True
@@ -311,7 +312,7 @@ def test_varying_metric_matches_arc_length_solution(dim):
 
 
 def test_pseudo_metric_is_refused():
-    class DotProduct:
+    class DotProduct(PseudoMetric):
         is_metric = False
 
         def tensor(self, points):  # pragma: no cover - must not be called

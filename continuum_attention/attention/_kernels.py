@@ -214,7 +214,7 @@ def csr_matmul(indptr, indices, data, V):  # pragma: no cover - compiled
 
 
 # ----------------------------------------------------------------------------------- NumPy references
-def _blocks(na: int, nb: int):
+def row_blocks(na: int, nb: int):
     step = max(1, _BLOCK_ENTRIES // max(nb, 1))
     for start in range(0, na, step):
         yield slice(start, min(start + step, na))
@@ -236,7 +236,7 @@ def score_block(family, A, B, M, use_M, period) -> np.ndarray:
 def kernel_sum_ref(family, A, BT, M, use_M, period, c, r, s, V) -> np.ndarray:
     B = BT.T
     out = np.empty((A.shape[0], V.shape[1]))
-    for rows in _blocks(A.shape[0], B.shape[0]):
+    for rows in row_blocks(A.shape[0], B.shape[0]):
         W = np.exp(-c * score_block(family, A[rows], B, M, use_M, period) - r[rows, None] - s[None, :])
         out[rows] = W @ V
     return out
@@ -245,7 +245,7 @@ def kernel_sum_ref(family, A, BT, M, use_M, period, c, r, s, V) -> np.ndarray:
 def kernel_lse_ref(family, A, BT, M, use_M, period, c, s) -> np.ndarray:
     B = BT.T
     out = np.empty(A.shape[0])
-    for rows in _blocks(A.shape[0], B.shape[0]):
+    for rows in row_blocks(A.shape[0], B.shape[0]):
         T = -c * score_block(family, A[rows], B, M, use_M, period) - s[None, :]
         top = T.max(axis=1)
         out[rows] = top + np.log(np.exp(T - top[:, None]).sum(axis=1))
@@ -256,7 +256,7 @@ def kernel_displacement_ref(family, A, BT, M, use_M, period, X, xperiod, c, r, s
     B = BT.T
     d = X.shape[1]
     out = np.empty((A.shape[0], d + 1))
-    for rows in _blocks(A.shape[0], B.shape[0]):
+    for rows in row_blocks(A.shape[0], B.shape[0]):
         W = np.exp(-c * score_block(family, A[rows], B, M, use_M, period) - r[rows, None] - s[None, :])
         D = X[None, :, :] - X[rows, None, :]
         if np.any(xperiod > 0):

@@ -90,38 +90,16 @@ class _Geometry:
 
 
 def _geometry(metric: _metrics.PseudoMetric, x: np.ndarray, domain: Domain) -> _Geometry:
-    """Transform points once so that every pseudo-metric family is a squared distance or a dot product."""
-    c = np.ascontiguousarray
-    periodic = bool(np.any(domain.periodic))
-    if isinstance(metric, _metrics.DotProduct):
-        q, k = metric.queries(x), metric.keys(x)
-        eye = np.eye(q.shape[1])
-        return _Geometry(_kernels.DOT, q, k, eye, False, np.zeros(q.shape[1]), metric.is_symmetric)
-    if isinstance(metric, _metrics.Learned):
-        z = metric.features(x)
-        return _Geometry(_kernels.SQUARED, z, z, np.eye(z.shape[1]), False, np.zeros(z.shape[1]), True)
-    if isinstance(metric, _metrics.Mahalanobis):
-        if periodic:  # minimum image lives in the original coordinates: quadratic form on the torus
-            return _Geometry(_kernels.SQUARED, x, x, c(metric.M), True, c(domain.period), True)
-        z = c(x @ metric.cholesky)  # f = |L^T (x - y)|^2: Euclidean in coordinates z = x L
-        return _Geometry(_kernels.SQUARED, z, z, np.eye(x.shape[1]), False, np.zeros(x.shape[1]), True)
-    if isinstance(metric, _metrics.Euclidean):
-        return _Geometry(_kernels.SQUARED, x, x, np.eye(x.shape[1]), False, c(domain.period), True)
-    raise ValueError(f"metric must be a Euclidean, Mahalanobis, DotProduct or Learned metric, got {metric!r}")
-
-
-def _search_space(metric, x: np.ndarray, domain: Domain, radius: float):
-    """Coordinates, tree boxsize and search radius whose ball contains every pair with f <= radius^2."""
-    if isinstance(metric, _metrics.Learned):
-        return metric.features(x), None, radius
-    periodic = bool(np.any(domain.periodic))
-    box = domain.lengths if periodic else None
-    if isinstance(metric, _metrics.Mahalanobis):
-        if not periodic:
-            return x @ metric.cholesky, None, radius
-        # f >= lambda_min |d|^2: a Euclidean ball of radius r / sqrt(lambda_min) holds the metric ball
-        return x, box, radius / math.sqrt(float(np.linalg.eigvalsh(metric.M)[0]))
-    return x, box, radius
+    """The metric's kernel form (:meth:`PseudoMetric.kernel_form`) as kernel arguments."""
+    form = metric.kernel_form(x, domain)
+    families = {_metrics.SQUARED: _kernels.SQUARED, _metrics.DOT: _kernels.DOT}
+    if form.family not in families:
+        raise ValueError(f"{metric!r}.kernel_form() returned family={form.family!r}; "
+                         f"the kernels know {sorted(families)}")
+    m = form.rows.shape[1]
+    M = np.eye(m) if form.M is None else np.ascontiguousarray(form.M, dtype=np.float64)
+    return _Geometry(families[form.family], np.ascontiguousarray(form.rows), np.ascontiguousarray(form.cols), M,
+                     form.M is not None, np.ascontiguousarray(form.period, dtype=np.float64), bool(form.symmetric))
 
 
 def _tree(z: np.ndarray, box):
@@ -169,7 +147,7 @@ class _DenseEngine:
 
     def dense(self, r, s) -> np.ndarray:
         out = np.empty((self.n, self.n))
-        for rows in _kernels._blocks(self.n, self.n):
+        for rows in _kernels.row_blocks(self.n, self.n):
             F = _kernels.score_block(self.geom.family, self.geom.rows[rows], self.geom.cols, self.geom.M,
                                      self.geom.use_M, self.geom.period)
             W = np.exp(-self.c * F - r[rows, None] - s[None, :])
@@ -195,10 +173,9 @@ class _SparseEngine:
         self._sdata = self._transpose = self._key = None
 
     def _build(self, metric, cutoff: float):
-        z, box, radius = _search_space(metric, self.x, self.domain, cutoff)
-        z = np.ascontiguousarray(z)
+        space = metric.search_space(self.x, self.domain, cutoff)
+        z, box, radius = np.ascontiguousarray(space.coords, dtype=np.float64), space.box, space.radius
         tree = _tree(z, box)
-        exact_scores = self.geom.use_M
         # rows per chunk from the expected neighbour count (a sample of 64 rows)
         probe = tree.query_ball_point(z[:: max(1, self.n // 64)], radius, return_length=True)
         chunk = max(1, int(self._CHUNK_PAIRS / max(float(np.mean(probe)), 1.0)))
@@ -208,8 +185,8 @@ class _SparseEngine:
             pairs = _tree(z[start:stop], box).sparse_distance_matrix(tree, radius, output_type="ndarray")
             order = np.argsort(pairs["i"] * self.n + pairs["j"])  # CSR order: by row, then column
             rows, cols = pairs["i"][order] + start, pairs["j"][order]
-            # the tree's distance is the metric distance except for Mahalanobis on a torus (larger ball)
-            f = self._scores(rows, cols) if exact_scores else pairs["v"][order] ** 2
+            # an exact search space's tree distance is the metric distance; otherwise its ball is larger
+            f = pairs["v"][order] ** 2 if space.exact else self._scores(rows, cols)
             del pairs, order
             keep = f <= cutoff * cutoff  # exact metric ball (the search ball may be larger)
             counts.append(np.bincount(rows[keep] - start, minlength=stop - start))
@@ -319,9 +296,7 @@ class AttentionOperator:
                  truncate: bool | str = False, tolerance: float = 1e-12, sinkhorn_tol: float = 1e-12,
                  sinkhorn_max_iter: int = 10000):
         self.eps = _check_eps(eps)
-        self.metric = _metrics.Euclidean() if metric is None else metric
-        if not isinstance(self.metric, _metrics.PseudoMetric):
-            raise ValueError(f"metric must be a continuum_attention.metrics object, got metric={metric!r}")
+        self.metric = _metrics.as_metric(metric)
         x = as_points(points)
         self.domain = EuclideanSpace(x.shape[1]) if domain is None else domain
         if not isinstance(self.domain, Domain):
@@ -362,9 +337,9 @@ class AttentionOperator:
             return bool(truncate)
         if not self.metric.is_metric or self.n < 2000:
             return False
-        z, box, radius = _search_space(self.metric, self.points, self.domain, self.cutoff)
-        extent = np.ptp(z, axis=0) if box is None else np.asarray(box)
-        return bool(radius < 0.25 * float(np.min(extent)))
+        space = self.metric.search_space(self.points, self.domain, self.cutoff)
+        extent = np.ptp(space.coords, axis=0) if space.box is None else np.asarray(space.box)
+        return bool(space.radius < 0.25 * float(np.min(extent)))
 
     @property
     def truncated(self) -> bool:
@@ -452,6 +427,21 @@ class AttentionOperator:
         s = np.zeros(self.n) if self.normalization[0] == "row" else self._ensure_shifts()[1]
         out = self._engine.rows_normalised_sum(idx.astype(np.int64), s, V)
         return out[:, 0] if flat else out
+
+    def invariant_weights(self) -> np.ndarray:
+        """The left invariant vector pi of S (pi S = pi, sum pi = 1), for symmetric pseudo-metrics.
+
+        S_ij = exp(-f_ij / (2 eps) - r_i - s_j) with f symmetric gives pi_i proportional to exp(r_i - s_i):
+        the degrees q_i for row normalisation, constant for Sinkhorn. Features conserve pi . H exactly (up to
+        rounding) from layer to layer: the discrete p^2-weighted mean (THEORY section 3); walkers started
+        from pi stay there.
+        """
+        if not self.metric.is_symmetric:
+            raise ValueError(f"invariant_weights() needs a symmetric pseudo-metric; {self.metric!r} is not symmetric")
+        r, s = self._ensure_shifts()
+        a = r - s
+        w = np.exp(a - a.max())  # exact shift: the largest weight is 1, nothing overflows
+        return w / w.sum()
 
     def displacement(self) -> np.ndarray:
         """sum_j S_ij (x_j - x_i) with minimum-image differences (N, d): one tokens layer is x + this."""

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..metrics import ScaledMetric
 from .experiments import _ipn_trial, moons_data, settings
 from .layers import MetricAttention, _check_int
 from .models import InformationPropagationNetwork
@@ -52,42 +53,6 @@ __all__ = ["bridge", "bridge_study", "train_moons_metric", "kde_density", "Scale
            "metric_measures", "moon_paths", "VARIANTS", "PROTOCOL"]
 
 BOX = ((-1.75, -1.25), (2.75, 1.75))
-
-
-class ScaledMetric:
-    """A learned metric times a positive constant c, plus an optional isotropic floor delta.
-
-    g -> c g + delta I and f(x, y) -> c f(x, y) + delta |x - y|^2: the pseudo-metric of the feature map
-    x -> (sqrt(c) phi(x), sqrt(delta) x), whose pull-back is exactly c g + delta I (wraps ``metrics.Learned``).
-    The floor keeps g positive definite where phi folds (det J_phi = 0, a degenerate pull-back).
-    """
-
-    is_metric = True
-    constant_tensor = None
-
-    def __init__(self, metric, scale: float, floor: float = 0.0):
-        if not scale > 0:
-            raise ValueError(f"scale must be positive, got scale={scale!r}")
-        if not floor >= 0:
-            raise ValueError(f"floor must be non-negative, got floor={floor!r}")
-        self.metric, self.scale, self.floor = metric, float(scale), float(floor)
-        self.dim = getattr(metric, "dim", None)
-
-    def tensor(self, points) -> np.ndarray:
-        g = self.scale * self.metric.tensor(points)
-        return g + self.floor * np.eye(g.shape[-1]) if self.floor else g
-
-    def pairwise(self, x, y, domain=None) -> np.ndarray:
-        f = self.scale * self.metric.pairwise(x, y)
-        if self.floor:
-            x, y = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(np.asarray(y, float))
-            f = f + self.floor * ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
-        return f
-
-    def __getattr__(self, name: str):
-        if name == "metric":
-            raise AttributeError(name)
-        return getattr(self.metric, name)
 
 
 VARIANTS = ("ipn", "ipn_attention_only", "label_propagation")

@@ -38,6 +38,7 @@ import scipy.sparse as sp
 
 from ..densities import Density
 from ..grid import Grid
+from ..metrics import as_metric
 from ._kernels import advance_numba, advance_numpy, apply_numba, apply_numpy, nodal_to_faces
 
 __all__ = ["FORMS", "MetricField", "resolve_metric", "FluxOperator", "build_operator"]
@@ -58,7 +59,7 @@ PARALLEL_MIN_NODES = 1 << 16
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Metric: None, a constant SPD matrix, or an object with .tensor(points) / .is_metric / .is_constant
+# Metric: anything metrics.as_metric takes (None, a constant SPD matrix, a PseudoMetric)
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -92,32 +93,23 @@ def _check_spd(g: np.ndarray, d: int, what: str) -> np.ndarray:
 
 
 def resolve_metric(metric, grid: Grid) -> MetricField:
-    """Turn the ``metric`` argument into g at the nodes (duck-typed; see :class:`AttentionLimitPDE`)."""
+    """g at the nodes of ``grid`` for ``metrics.as_metric(metric)`` (see :class:`AttentionLimitPDE`)."""
     d = grid.dim
-    if metric is None:
-        return MetricField(np.eye(d), None)
-    if hasattr(metric, "tensor"):
-        if not getattr(metric, "is_metric", False):
-            raise ValueError(
-                f"metric={metric!r} is a pseudo-metric but not a metric (is_metric is False): "
-                "it induces no Riemannian tensor, so there is no PDE limit"
-            )
-        if getattr(metric, "is_constant", False):  # one evaluation serves every node
-            const = np.asarray(metric.tensor(grid.points[:1]), dtype=np.float64).reshape(d, d)
-            return MetricField(_check_spd(const, d, "metric.tensor"), None)
-        field = np.asarray(metric.tensor(grid.points), dtype=np.float64)
-        if field.shape != (grid.size, d, d):
-            raise ValueError(f"metric.tensor(points) must return shape ({grid.size}, {d}, {d}), got {field.shape}")
-        return MetricField(None, _check_spd(field, d, "metric.tensor(points)"))
-    try:
-        m = np.asarray(metric, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"metric must be None, a ({d}, {d}) SPD array or a metric object, got {metric!r}") from None
-    if m.ndim == 0 and d == 1:
-        m = m.reshape(1, 1)
-    if m.shape != (d, d):
-        raise ValueError(f"metric must be a ({d}, {d}) symmetric positive definite array, got shape {m.shape}")
-    return MetricField(_check_spd(m, d, "metric"), None)
+    m = as_metric(metric)
+    if not m.is_metric:
+        raise ValueError(
+            f"metric={m!r} is a pseudo-metric but not a metric (is_metric is False): "
+            "it induces no Riemannian tensor, so there is no PDE limit"
+        )
+    if m.dim is not None and m.dim != d:
+        raise ValueError(f"metric={m!r} has dimension {m.dim}, the grid has dimension {d}")
+    if m.is_constant:  # one evaluation serves every node
+        const = np.asarray(m.tensor(grid.points[:1]), dtype=np.float64).reshape(d, d)
+        return MetricField(_check_spd(const, d, "metric.tensor"), None)
+    field = np.asarray(m.tensor(grid.points), dtype=np.float64)
+    if field.shape != (grid.size, d, d):
+        raise ValueError(f"metric.tensor(points) must return shape ({grid.size}, {d}, {d}), got {field.shape}")
+    return MetricField(None, _check_spd(field, d, "metric.tensor(points)"))
 
 
 # ---------------------------------------------------------------------------------------------------------
