@@ -17,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ._validation import positive_int, real_array
+
 __all__ = ["Domain", "Torus", "Box", "Euclidean", "as_points", "domain_from_config"]
 
 
@@ -26,7 +28,7 @@ def as_points(points, dim: int | None = None, *, name: str = "points") -> np.nda
     A 1-D array of length N is read as N points in one dimension. NaN or infinite entries, an empty
     array, or a dimension that disagrees with ``dim`` raise ValueError naming ``name``.
     """
-    x = np.asarray(points, dtype=np.float64)
+    x = real_array(points, name, finite=False)
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2:
@@ -42,7 +44,7 @@ def as_points(points, dim: int | None = None, *, name: str = "points") -> np.nda
 
 
 def _as_vector(values, name: str) -> np.ndarray:
-    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    v = np.atleast_1d(real_array(values, name, finite=False))
     if v.ndim != 1 or v.size == 0:
         raise ValueError(f"{name} must be a number or a 1-D sequence, got {values!r}")
     if not np.all(np.isfinite(v)):
@@ -214,9 +216,7 @@ class Euclidean(Domain):
     """All of R^d (particles only; lay a grid on an explicit :class:`Box` instead)."""
 
     def __init__(self, dim: int = 1):
-        if int(dim) != dim or not 1 <= int(dim) <= 3:
-            raise ValueError(f"dim must be 1, 2 or 3, got dim={dim!r}")
-        self.dim = int(dim)
+        self.dim = positive_int(dim, "dim", maximum=3)
 
     @property
     def bounded(self) -> bool:

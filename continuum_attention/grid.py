@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._validation import describe, integer
 from .domains import Box, Domain, Torus
 
 __all__ = ["Grid"]
@@ -31,16 +32,19 @@ class Grid:
     """
 
     def __init__(self, domain: Domain, shape: int | Sequence[int]):
+        if not isinstance(domain, Domain):
+            raise TypeError(f"domain must be a Torus or a Box, got domain={describe(domain)} of type {type(domain).__name__}")
         if not isinstance(domain, (Torus, Box)):
             raise ValueError(f"a Grid needs a Torus or a Box, got domain={domain!r} (use Box(...) for unbounded space)")
-        shp = np.asarray(shape)
-        if shp.ndim > 1 or (shp.ndim == 1 and shp.size != domain.dim):
-            raise ValueError(f"shape must be an int or {domain.dim} ints for the {domain.dim}-D {domain!r}, got shape={shape!r}")
-        shp = np.broadcast_to(shp, (domain.dim,))
-        if np.any(shp != np.round(shp)) or np.any(shp < 3):
-            raise ValueError(f"shape must hold integers >= 3, got shape={shape!r}")
+        if isinstance(shape, (list, tuple, np.ndarray)):
+            if len(shape) != domain.dim:
+                raise ValueError(f"shape must be an int or {domain.dim} ints for the {domain.dim}-D {domain!r}, "
+                                 f"got shape={describe(shape)}")
+            shp = [integer(n, "shape", minimum=3) for n in shape]
+        else:
+            shp = [integer(shape, "shape", minimum=3)] * domain.dim
         self.domain = domain
-        self.shape = tuple(int(s) for s in shp)
+        self.shape = tuple(shp)
 
     @property
     def dim(self) -> int:

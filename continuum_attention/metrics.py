@@ -37,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._validation import describe, nonnegative_float, positive_float, positive_int, real_array
 from .domains import Domain, as_points
 
 __all__ = [
@@ -59,18 +60,18 @@ FeatureMap = Callable[[np.ndarray], np.ndarray]
 
 def _as_matrix(value, name: str, shape: tuple[int | None, int | None] = (None, None)) -> np.ndarray:
     """Finite float64 2-D array with an optional required shape; ValueError naming ``name`` otherwise."""
-    a = np.asarray(value, dtype=np.float64)
+    a = real_array(value, name, finite=False)
     if a.ndim == 0:
         a = a.reshape(1, 1)
     if a.ndim != 2 or any(s is not None and s != t for s, t in zip(shape, a.shape)):
         raise ValueError(f"{name} must be a 2-D matrix of shape {shape}, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite, got {name}={a.tolist()}")
+        raise ValueError(f"{name} must be finite, got {name}={describe(a.tolist())}")
     return np.ascontiguousarray(a)
 
 
 def _as_vector(value, name: str, size: int) -> np.ndarray:
-    v = np.asarray(value, dtype=np.float64).ravel()
+    v = real_array(value, name, finite=False).ravel()
     if v.size != size or not np.all(np.isfinite(v)):
         raise ValueError(f"{name} must be a finite vector of length {size}, got {np.asarray(value).tolist()}")
     return v
@@ -223,9 +224,7 @@ class Euclidean(PseudoMetric):
     is_metric = True
 
     def __init__(self, dim: int | None = None):
-        if dim is not None and (int(dim) != dim or dim < 1):
-            raise ValueError(f"dim must be a positive integer or None, got dim={dim!r}")
-        self.dim = None if dim is None else int(dim)
+        self.dim = None if dim is None else positive_int(dim, "dim")
 
     is_constant = True
 
@@ -426,9 +425,9 @@ class Learned(PseudoMetric):
 
     def __init__(self, phi: FeatureMap, jacobian: Callable[[np.ndarray], np.ndarray] | None = None):
         if not callable(phi):
-            raise ValueError(f"phi must be callable (P, d) -> (P, m), got {phi!r}")
+            raise TypeError(f"phi must be callable (P, d) -> (P, m), got phi={describe(phi)}")
         if jacobian is not None and not callable(jacobian):
-            raise ValueError(f"jacobian must be callable (P, d) -> (P, m, d) or None, got {jacobian!r}")
+            raise TypeError(f"jacobian must be callable (P, d) -> (P, m, d) or None, got jacobian={describe(jacobian)}")
         self.phi = phi
         self._jacobian = jacobian if jacobian is not None else getattr(phi, "jacobian", None)
         self.dim = getattr(phi, "dim", None)
@@ -501,11 +500,7 @@ class ScaledMetric(PseudoMetric):
     def __init__(self, metric: PseudoMetric, scale: float, floor: float = 0.0):
         if not isinstance(metric, PseudoMetric):
             raise TypeError(f"metric must be a PseudoMetric, got metric={metric!r}")
-        scale, floor = float(scale), float(floor)
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale must be positive and finite, got scale={scale!r}")
-        if not (math.isfinite(floor) and floor >= 0):
-            raise ValueError(f"floor must be non-negative and finite, got floor={floor!r}")
+        scale, floor = positive_float(scale, "scale"), nonnegative_float(floor, "floor")
         if floor > 0 and not metric.is_metric:
             raise ValueError(f"floor={floor!r} needs a metric base; {metric!r} is not one")
         self.metric, self.scale, self.floor = metric, scale, floor

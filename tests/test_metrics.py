@@ -76,7 +76,7 @@ def test_bad_inputs():
         DotProduct(np.eye(2), np.eye(3))
     with pytest.raises(ValueError, match="dimension"):
         Mahalanobis(np.eye(2)).pairwise(np.zeros((2, 3)), np.zeros((2, 3)))
-    with pytest.raises(ValueError, match="phi"):
+    with pytest.raises(TypeError, match="phi"):  # a wrong type is a TypeError naming the parameter
         Learned(3)
     with pytest.raises(ValueError, match="NaN"):
         Euclidean().pairwise(np.array([[np.nan]]), np.zeros((1, 1)))

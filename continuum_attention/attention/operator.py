@@ -33,7 +33,7 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 
 from .. import metrics as _metrics
-from .._validation import positive_float
+from .._validation import describe, option, positive_float, positive_int, real_array, real_number
 from ..domains import Domain, as_points
 from ..domains import Euclidean as EuclideanSpace
 from . import _kernels
@@ -55,7 +55,7 @@ def _check_normalization(normalization) -> tuple[str, float]:
         return normalization, 0.0
     if isinstance(normalization, (tuple, list)) and len(normalization) == 2 and normalization[0] == "alpha":
         try:
-            a = float(normalization[1])
+            a = real_number(normalization[1], "alpha")
         except (TypeError, ValueError):
             a = math.nan
         if 0.0 <= a <= 1.0:  # the Coifman-Lafon family; outside it the kernel weights grow without bound
@@ -65,7 +65,7 @@ def _check_normalization(normalization) -> tuple[str, float]:
 
 
 def _check_tolerance(tolerance) -> float:
-    t = float(tolerance)
+    t = real_number(tolerance, "tolerance")
     if not 0.0 < t < 1.0:
         raise ValueError(f"tolerance must lie in (0, 1), got tolerance={tolerance!r}")
     return t
@@ -300,18 +300,14 @@ class AttentionOperator:
         x = as_points(points)
         self.domain = EuclideanSpace(x.shape[1]) if domain is None else domain
         if not isinstance(self.domain, Domain):
-            raise ValueError(f"domain must be a Torus, Box or Euclidean domain, got domain={domain!r}")
+            raise TypeError(f"domain must be a Torus, Box or Euclidean domain, got domain={describe(domain)}")
         self.points = self.metric.validate_points(self.domain.validate_points(x))
         self.n, self.dim = self.points.shape
         self.normalization = _check_normalization(normalization)
-        if backend not in _BACKENDS:
-            raise ValueError(f"backend must be one of {_BACKENDS}, got backend={backend!r}")
-        self.backend = backend
+        self.backend = option(backend, "backend", _BACKENDS)
         self.tolerance = _check_tolerance(tolerance)
         self.sinkhorn_tol = positive_float(sinkhorn_tol, "sinkhorn_tol")
-        if int(sinkhorn_max_iter) != sinkhorn_max_iter or sinkhorn_max_iter < 1:
-            raise ValueError(f"sinkhorn_max_iter must be a positive integer, got sinkhorn_max_iter={sinkhorn_max_iter!r}")
-        self.sinkhorn_max_iter = int(sinkhorn_max_iter)
+        self.sinkhorn_max_iter = positive_int(sinkhorn_max_iter, "sinkhorn_max_iter")
         self.sinkhorn_iterations: int | None = None
         if self.normalization[0] == "sinkhorn" and not self.metric.is_symmetric:
             raise ValueError(f"normalization='sinkhorn' needs a symmetric pseudo-metric; {self.metric!r} "
@@ -329,8 +325,7 @@ class AttentionOperator:
 
     # ---------------------------------------------------------------------------------- construction
     def _use_truncation(self, truncate) -> bool:
-        if truncate not in (True, False, "auto"):
-            raise ValueError(f"truncate must be True, False or 'auto', got truncate={truncate!r}")
+        option(truncate, "truncate", (True, False, "auto"))
         if truncate is True and not self.metric.is_metric:
             raise ValueError(f"truncate=True needs a metric (f >= 0 with f(x, x) = 0); {self.metric!r} is not one")
         if truncate != "auto":
@@ -391,11 +386,9 @@ class AttentionOperator:
             return np.exp(self.log_degrees())
 
     def _as_values(self, H, name: str) -> tuple[np.ndarray, bool]:
-        V = np.asarray(H, dtype=np.float64)
+        V = real_array(H, name)
         if V.ndim not in (1, 2) or V.shape[0] != self.n:
             raise ValueError(f"{name} must have shape ({self.n},) or ({self.n}, k), got shape {V.shape}")
-        if not np.all(np.isfinite(V)):
-            raise ValueError(f"{name} contains NaN or infinite values")
         return np.ascontiguousarray(V.reshape(self.n, -1)), V.ndim == 1
 
     def apply(self, H) -> np.ndarray:
@@ -420,6 +413,8 @@ class AttentionOperator:
         points of a large sample. Alpha and Sinkhorn normalisations first need their column potentials,
         one O(N^2) pass (plus the Sinkhorn iterations) on the first call; truncated mode slices its CSR rows.
         """
+        if isinstance(rows, (str, bytes)) or rows is None:
+            raise TypeError(f"rows must be a 1-D array of integers, got rows={describe(rows)}")
         idx = np.asarray(rows)
         if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= self.n:
             raise ValueError(f"rows must be a non-empty 1-D array of integers in [0, {self.n}), got rows={rows!r}")
