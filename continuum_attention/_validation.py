@@ -25,6 +25,7 @@ __all__ = [
     "real_array",
     "point_array",
     "describe",
+    "random_generator",
 ]
 
 
@@ -152,3 +153,16 @@ def point_array(value: Any, name: str = "points", dim: int | None = None) -> np.
     if dim is not None and x.shape[1] != dim:
         raise ValueError(f"{name} must have dimension {dim}, got shape {x.shape}")
     return np.ascontiguousarray(x)
+
+
+def random_generator(seed: Any, name: str = "seed") -> np.random.Generator:
+    """A NumPy Generator from a Generator, a non-negative integer seed or None (fresh entropy).
+
+    A float, a string or a negative number is refused: the same seed must always mean the same numbers.
+    """
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed)
+    if not isinstance(seed, (numbers.Integral, np.integer)) or isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer seed, a numpy Generator or None, "
+                        f"got {name}={describe(seed)} of type {type(seed).__name__}")
+    return np.random.default_rng(nonnegative_int(seed, name))

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import special
 
+from ._validation import describe, positive_int, random_generator, real_array, real_number
 from .domains import Box, Domain, Euclidean, Torus, as_points
 
 __all__ = ["Density", "uniform", "gaussian", "cosine", "von_mises", "mixture", "density_from_config"]
@@ -87,7 +88,13 @@ class Density:
         config: dict | None = None,
     ):
         if not isinstance(domain, Domain):
-            raise ValueError(f"domain must be a Domain (Torus, Box, Euclidean), got {domain!r}")
+            raise TypeError(f"domain must be a Domain (Torus, Box, Euclidean), got domain={describe(domain)}")
+        if not callable(pdf):
+            raise TypeError(f"pdf must be callable (M, d) -> (M,), got pdf={describe(pdf)}")
+        if grad_log_pdf is not None and not callable(grad_log_pdf):
+            raise TypeError(f"grad_log_pdf must be callable (M, d) -> (M, d) or None, got {describe(grad_log_pdf)}")
+        if support is not None and not isinstance(support, Box):
+            raise TypeError(f"support must be a Box or None, got support={describe(support)}")
         if support is None and not domain.bounded and normalize:
             raise ValueError(f"a Density on {domain!r} needs support=Box(...) to normalise and sample")
         if support is not None and support.dim != domain.dim:
@@ -155,10 +162,8 @@ class Density:
     # -- sampling -------------------------------------------------------------------------------------------
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         """Draw n i.i.d. points, shape (n, d). ``rng`` is a Generator or a seed (same seed, same points)."""
-        if int(n) != n or n < 1:
-            raise ValueError(f"n must be a positive integer, got n={n!r}")
-        rng = np.random.default_rng(rng)
-        return self._sample(int(n), rng)
+        n = positive_int(n, "n")
+        return self._sample(n, random_generator(rng))
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         # Rejection sampling from the uniform law on the support, with an envelope from the quadrature nodes
@@ -249,8 +254,8 @@ def gaussian(mean, cov, domain: Domain | None = None) -> Density:
     On :class:`Euclidean` (the default) normalisation and sampling are exact; on a :class:`Box` the density
     is truncated to the box and renormalised numerically. grad log p(x) = -cov^-1 (x - mean).
     """
-    mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
-    cov = np.atleast_2d(np.asarray(cov, dtype=np.float64))
+    mean = np.atleast_1d(real_array(mean, "mean", ndim=(0, 1)))
+    cov = np.atleast_2d(real_array(cov, "cov", ndim=(0, 1, 2)))
     d = mean.size
     if cov.shape == (1, 1) and d > 1:
         cov = cov[0, 0] * np.eye(d)
@@ -302,10 +307,11 @@ def cosine(domain: Torus, amplitude: float = 0.5, wavevector: Sequence[int] | in
     """
     if not isinstance(domain, Torus):
         raise ValueError(f"cosine() needs a Torus, got {domain!r}")
+    amplitude, phase = real_number(amplitude, "amplitude"), real_number(phase, "phase")
     if not abs(amplitude) < 1:
         raise ValueError(f"amplitude must satisfy |amplitude| < 1 for a positive density, got amplitude={amplitude}")
     k = np.zeros(domain.dim)
-    kk = np.atleast_1d(np.asarray(wavevector, dtype=np.float64))
+    kk = np.atleast_1d(real_array(wavevector, "wavevector", ndim=(0, 1)))
     if kk.size > domain.dim or np.any(kk != np.round(kk)):
         raise ValueError(f"wavevector must hold at most {domain.dim} integers, got wavevector={wavevector!r}")
     k[: kk.size] = kk
@@ -347,8 +353,11 @@ def von_mises(domain: Torus, mean=0.0, kappa=1.0) -> Density:
     """
     if not isinstance(domain, Torus):
         raise ValueError(f"von_mises() needs a Torus, got {domain!r}")
-    mu = np.broadcast_to(np.asarray(mean, dtype=np.float64), (domain.dim,)).copy()
-    kappa = np.broadcast_to(np.asarray(kappa, dtype=np.float64), (domain.dim,)).copy()
+    mu, kappa = real_array(mean, "mean", ndim=(0, 1)), real_array(kappa, "kappa", ndim=(0, 1), finite=False)
+    if mu.size not in (1, domain.dim) or kappa.size not in (1, domain.dim):
+        raise ValueError(f"mean and kappa must hold 1 or {domain.dim} values, got mean={describe(mean)}, kappa={describe(kappa)}")
+    mu = np.broadcast_to(mu.ravel(), (domain.dim,)).copy()
+    kappa = np.broadcast_to(kappa.ravel(), (domain.dim,)).copy()
     if np.any(kappa < 0) or not np.all(np.isfinite(kappa)):
         raise ValueError(f"kappa must be finite and >= 0, got kappa={kappa.tolist()}")
     L = domain.lengths
