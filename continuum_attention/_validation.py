@@ -26,6 +26,7 @@ __all__ = [
     "point_array",
     "describe",
     "random_generator",
+    "table",
 ]
 
 
@@ -166,3 +167,10 @@ def random_generator(seed: Any, name: str = "seed") -> np.random.Generator:
         raise TypeError(f"{name} must be an integer seed, a numpy Generator or None, "
                         f"got {name}={describe(seed)} of type {type(seed).__name__}")
     return np.random.default_rng(nonnegative_int(seed, name))
+
+
+def table(value: Any, name: str) -> dict:
+    """A mapping (a TOML table or a stored configuration) as a dict; TypeError naming it otherwise."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a table (a mapping of keys to values), got {name}={describe(value)}")
+    return dict(value)

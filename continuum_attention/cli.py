@@ -41,7 +41,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .studies import format_table, reproduce
 
     if args.workers < 1:
-        raise CLIError(f"--workers must be >= 1, got {args.workers}")
+        raise CLIError(f"--workers must be >= 1, got --workers {args.workers}")
     results = reproduce(quick=not args.full, only=args.only, out=args.out, seed=args.seed, workers=args.workers, force=args.force)
     print(format_table(results))
     out = Path(args.out)
@@ -175,10 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         return int(args.func(args))
-    except (CLIError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (CLIError, ValueError, TypeError, FileNotFoundError) as exc:  # user errors, from the validation layer
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"continuum-attention: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("continuum-attention: interrupted; finished results are kept, run the same command again to resume",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+from ._validation import describe, integer, option, positive_float, positive_int, random_generator
 
 __all__ = ["load_config", "SCHEMA"]
 
@@ -25,6 +27,54 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "study": {"quantity": "propagation", "N": None, "eps": None, "seeds": 3, "key": "rms"},
     "output": {"name": "", "dir": "."},
 }
+
+def _int_list(value, name: str) -> list[int]:
+    if not isinstance(value, list) or not value:
+        raise TypeError(f"{name} must be a non-empty list of integers, got {name}={describe(value)}")
+    return [positive_int(v, name) for v in value]
+
+
+def _float_list(value, name: str) -> list[float]:
+    if not isinstance(value, list) or not value:
+        raise TypeError(f"{name} must be a non-empty list of numbers, got {name}={describe(value)}")
+    return [positive_float(v, name) for v in value]
+
+
+def _seed(value, name: str) -> int:
+    random_generator(value, name)  # integers >= 0 only: a float or a string is refused
+    return int(value)
+
+
+def _seeds(value, name: str):
+    if isinstance(value, list):
+        return [_seed(v, name) for v in value]
+    return positive_int(value, name)
+
+
+def _shape(value, name: str):
+    if isinstance(value, list):
+        return [integer(v, name, minimum=3) for v in value]
+    return integer(value, name, minimum=3)
+
+
+def _string(value, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {name}={describe(value)}")
+    return value
+
+
+#: checks per key (the name in messages is "[table] key"); keys without one are checked where they are used
+_CHECKS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
+    "problem": {"t_final": positive_float, "initial": _string},
+    "particles": {"N": positive_int, "eps": positive_float, "seed": _seed,
+                  "mode": lambda v, n: option(v, n, ("features", "walkers")),
+                  "truncate": lambda v, n: option(v, n, (True, False, "auto"))},
+    "pde": {"shape": _shape, "method": _string},
+    "study": {"quantity": lambda v, n: option(v, n, ("consistency", "propagation", "walkers")),
+              "N": _int_list, "eps": _float_list, "seeds": _seeds, "key": _string},
+    "output": {"name": _string, "dir": _string},
+}
+
 _SECTIONS = {"run": ("problem", "particles", "pde", "output"), "study": ("problem", "study", "pde", "output")}
 
 
@@ -37,6 +87,9 @@ def _check_table(name: str, table: Any) -> dict[str, Any]:
         raise ValueError(f"unknown key(s) {unknown} in [{name}]; valid keys: {sorted(valid)}")
     merged = {k: v for k, v in valid.items() if v is not None}
     merged.update(table)
+    for key, check in _CHECKS[name].items():
+        if key in table:
+            merged[key] = check(table[key], f"[{name}] {key}")
     if name == "problem":
         if not merged.get("metric"):
             merged.pop("metric", None)

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import special
 
-from ._validation import describe, positive_int, random_generator, real_array, real_number
+from ._validation import describe, positive_int, random_generator, real_array, real_number, table
 from .domains import Box, Domain, Euclidean, Torus, as_points
 
 __all__ = ["Density", "uniform", "gaussian", "cosine", "von_mises", "mixture", "density_from_config"]
@@ -428,7 +428,7 @@ def mixture(components: Sequence[Density], weights: Sequence[float] | None = Non
 
 def density_from_config(config: dict, domain: Domain) -> Density:
     """Build a built-in density from a plain-data table (as in TOML configs and stored results)."""
-    config = {k: v for k, v in dict(config).items() if k != "domain"}
+    config = {k: v for k, v in table(config, "density").items() if k != "domain"}
     kind = config.pop("type", None)
     if kind == "mixture":
         comps = [density_from_config(c, domain) for c in config.pop("components", [])]

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._validation import positive_int, real_array
+from ._validation import positive_int, real_array, table
 
 __all__ = ["Domain", "Torus", "Box", "Euclidean", "as_points", "domain_from_config"]
 
@@ -247,7 +247,7 @@ class Euclidean(Domain):
 
 def domain_from_config(config: dict) -> Domain:
     """Rebuild a domain from :meth:`Domain.to_config` output (or a TOML table of the same shape)."""
-    config = dict(config)
+    config = table(config, "domain")
     kind = config.pop("type", None)
     classes = {"Torus": Torus, "Box": Box, "Euclidean": Euclidean}
     if kind not in classes:

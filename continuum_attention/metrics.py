@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._validation import describe, nonnegative_float, positive_float, positive_int, real_array
+from ._validation import describe, nonnegative_float, positive_float, positive_int, real_array, table
 from .domains import Domain, as_points
 
 __all__ = [
@@ -593,7 +593,7 @@ def _feature_map_from_config(cfg: dict) -> ResidualFeatureMap:
 
 def metric_from_config(cfg: dict) -> PseudoMetric:
     """Rebuild a pseudo-metric from :meth:`PseudoMetric.to_config` output (or a TOML table of that shape)."""
-    cfg = dict(cfg)
+    cfg = table(cfg, "metric")
     kind = cfg.pop("type", None)
     builders = {
         "Euclidean": lambda c: Euclidean(**c),

@@ -1,0 +1,161 @@
+"""The validation layer: each bad input gets one ValueError (bad value) or TypeError (wrong type) naming the
+parameter and the value; the CLI turns them into one line and exit status 2."""
+
+import numpy as np
+import pytest
+
+from continuum_attention import AttentionOperator, Box, Grid, Torus
+from continuum_attention import densities as D
+from continuum_attention import _validation as V
+from continuum_attention.cli import main
+from continuum_attention.domains import Euclidean
+from continuum_attention.metrics import Euclidean as EuclideanMetric
+from continuum_attention.metrics import Learned, Mahalanobis, ScaledMetric
+
+X = np.random.default_rng(0).random((20, 2))
+
+
+# ------------------------------------------------------------------------------------------------ the layer
+@pytest.mark.parametrize("value, exc", [
+    (1, None), (2.5, None), (np.float32(0.1), None), (np.array(3.0), None),
+    ("1.5", TypeError), (None, TypeError), (True, TypeError), (1 + 2j, TypeError), ([1.0], TypeError),
+    (0.0, ValueError), (-1e-300, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+    (10**400, ValueError),  # an int beyond float range is a bad value, not an OverflowError
+])
+def test_positive_float(value, exc):
+    if exc is None:
+        assert V.positive_float(value, "eps") == float(value)
+    else:
+        with pytest.raises(exc, match="eps"):
+            V.positive_float(value, "eps")
+
+
+@pytest.mark.parametrize("value, exc", [
+    (3, None), (np.int64(3), None), (3.0, None),
+    (2.5, ValueError), (0, ValueError), (-4, ValueError),
+    ("3", TypeError), (True, TypeError), (None, TypeError), (3 + 0j, TypeError),
+])
+def test_positive_int_refuses_what_it_would_truncate(value, exc):
+    if exc is None:
+        assert V.positive_int(value, "N") == 3
+    else:
+        with pytest.raises(exc, match="N"):
+            V.positive_int(value, "N")
+
+
+def test_integer_bounds_on_both_sides():
+    assert V.integer(10, "k", minimum=3, maximum=10) == 10 and V.integer(3, "k", minimum=3, maximum=10) == 3
+    with pytest.raises(ValueError, match="k must be an integer <= 10"):
+        V.integer(11, "k", minimum=3, maximum=10)
+    with pytest.raises(ValueError, match="k must be an integer >= 3"):
+        V.integer(2, "k", minimum=3, maximum=10)
+
+
+def test_option():
+    assert V.option("numba", "backend", ("numba", "numpy")) == "numba"
+    assert V.option(True, "truncate", (True, False, "auto")) is True
+    for bad in ("cuda", 1, None, np.zeros(3)):  # 1 == True, but 1 is not the option True
+        with pytest.raises(ValueError, match="backend must be one of"):
+            V.option(bad, "backend", ("numba", "numpy", True))
+
+
+@pytest.mark.parametrize("value, exc, fragment", [
+    (np.ones(3, dtype=complex), TypeError, "real numbers"),
+    (["a", "b"], TypeError, "real numbers"),
+    ([[1.0, 2.0], [3.0]], TypeError, "rectangular"),
+    (np.array([True, False]), TypeError, "real numbers"),
+    ("abc", TypeError, "real numbers"),
+    ([1.0, np.nan], ValueError, "NaN"),
+    (np.ones((2, 2)), ValueError, "dimension"),
+])
+def test_real_array(value, exc, fragment):
+    with pytest.raises(exc, match=fragment):
+        V.real_array(value, "H", ndim=1)
+
+
+def test_seeds_are_integers():
+    a = V.random_generator(5).random(3)
+    np.testing.assert_array_equal(a, np.random.default_rng(5).random(3))
+    for bad, exc in ((2.0, TypeError), ("7", TypeError), (True, TypeError), (-1, ValueError)):
+        with pytest.raises(exc, match="seed"):
+            V.random_generator(bad)
+
+
+# ----------------------------------------------------------------------------------- public boundaries
+CUBE = Torus([1.0, 1.0])
+
+
+@pytest.mark.parametrize("call, exc, fragment", [
+    (lambda: AttentionOperator(X, "0.1"), TypeError, "eps"),
+    (lambda: AttentionOperator(X, 5e-324 * 0), ValueError, "eps"),
+    (lambda: AttentionOperator(X + 0j, 0.1), TypeError, "points"),
+    (lambda: AttentionOperator(X, 0.1, domain="torus"), TypeError, "domain"),
+    (lambda: AttentionOperator(X, 0.1, metric="euclid"), TypeError, "metric"),
+    (lambda: AttentionOperator(X, 0.1, backend="cuda"), ValueError, "backend"),
+    (lambda: AttentionOperator(X, 0.1, truncate=1), ValueError, "truncate"),
+    (lambda: AttentionOperator(X, 0.1, tolerance="small"), TypeError, "tolerance"),
+    (lambda: AttentionOperator(X, 0.1, sinkhorn_max_iter=2.5), ValueError, "sinkhorn_max_iter"),
+    (lambda: AttentionOperator(X, 0.1).apply(np.ones(20) * 1j), TypeError, "H"),
+    (lambda: AttentionOperator(X, 0.1).apply(np.ones(19)), ValueError, "H"),
+    (lambda: AttentionOperator(X, 0.1).apply_rows("0", np.ones(20)), TypeError, "rows"),
+    (lambda: Grid(CUBE, "abc"), TypeError, "shape"),
+    (lambda: Grid(CUBE, 2.5), ValueError, "shape"),
+    (lambda: Grid(CUBE, (8, 2)), ValueError, "shape"),
+    (lambda: Grid("torus", 8), TypeError, "domain"),
+    (lambda: Torus("abc"), TypeError, "lengths"),
+    (lambda: Box([0, 0], ["a", 1]), TypeError, "upper"),
+    (lambda: Euclidean(2.5), ValueError, "dim"),
+    (lambda: Mahalanobis("identity"), TypeError, "M"),
+    (lambda: Learned(3), TypeError, "phi"),
+    (lambda: EuclideanMetric(dim="2"), TypeError, "dim"),
+    (lambda: ScaledMetric(EuclideanMetric(), 0.0), ValueError, "scale"),
+    (lambda: ScaledMetric("euclid", 1.0), TypeError, "metric"),
+    (lambda: D.gaussian([np.nan], [[1.0]]), ValueError, "mean"),
+    (lambda: D.gaussian(["0"], [[1.0]]), TypeError, "mean"),
+    (lambda: D.cosine(CUBE, "0.5"), TypeError, "amplitude"),
+    (lambda: D.cosine(CUBE, 0.5, 1.5), ValueError, "wavevector"),
+    (lambda: D.von_mises(CUBE, [0.1, 0.2, 0.3]), ValueError, "mean"),
+    (lambda: D.uniform(CUBE).sample(2.5), ValueError, "n"),
+    (lambda: D.uniform(CUBE).sample(10, "seed"), TypeError, "seed"),
+    (lambda: D.Density("torus", lambda x: x[:, 0]), TypeError, "domain"),
+    (lambda: D.Density(CUBE, "pdf"), TypeError, "pdf"),
+])
+def test_bad_input_table(call, exc, fragment):
+    with pytest.raises(exc, match=fragment):
+        call()
+
+
+# ------------------------------------------------------------------------------------------------- the CLI
+BASE = """
+[problem]
+domain = {domain}
+density = {{ type = "cosine", amplitude = 0.5, wavevector = [1] }}
+initial = "cos(2*pi*x)"
+t_final = 0.001
+
+[particles]
+N = {N}
+eps = 1e-3
+seed = {seed}
+
+[pde]
+shape = {shape}
+"""
+
+
+@pytest.mark.parametrize("fields, fragment", [
+    ({"seed": '"zero"'}, "[particles] seed"),
+    ({"seed": "1.5"}, "[particles] seed"),
+    ({"N": "2.5"}, "[particles] N"),
+    ({"N": '"many"'}, "[particles] N"),
+    ({"shape": '"big"'}, "[pde] shape"),
+    ({"shape": "2"}, "[pde] shape"),
+    ({"domain": "5"}, "domain"),
+])
+def test_cli_config_errors_are_one_line_naming_the_key(tmp_path, capsys, fields, fragment):
+    values = {"domain": '{ type = "Torus", lengths = [1.0] }', "N": "200", "seed": "0", "shape": "32", **fields}
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(BASE.format(**values))
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1, err
