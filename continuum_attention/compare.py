@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from ._validation import positive_float
+from ._validation import nonnegative_int, option, positive_float, positive_int, real_array
 from .domains import Torus, as_points
 from .metrics import as_metric
 from .particles import n_layers_for
@@ -150,6 +150,8 @@ def _errors(quantity, N, eps, seed, approx, exact, **extra) -> ErrorResult:
 def _prepare(problem, eps, form, solution, grid_shape, method):
     """Validated eps, the layer count K and the PDE solution of ``form`` (computed if not given)."""
     eps = positive_float(eps, "eps")
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a Problem, got problem={problem!r}")
     K = n_layers_for(problem.t_final, eps)
     if solution is None:
         solution = reference_solution(problem, form, grid_shape, method)
@@ -166,11 +168,11 @@ def consistency_error(
     """
     from .attention import AttentionOperator
 
-    eps = positive_float(eps, "eps")
+    eps, N, seed = positive_float(eps, "eps"), positive_int(N, "N"), nonnegative_int(seed, "seed")
     f = f if f is not None else problem.initial
     if f is None:
         raise ValueError("consistency_error needs a test function f (or a problem with an initial condition)")
-    points = problem.density.sample(int(N), seed)
+    points = problem.density.sample(N, seed)
     op = AttentionOperator(points, eps, metric=problem.metric, domain=problem.domain, **(operator_kwargs or {}))
     fx = f(points)
     discrete = (op.apply(fx) - fx) / (eps / 2)
@@ -297,7 +299,13 @@ def walker_error(
 
 def fit_slope(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     """Least-squares slope of log y against log x and its standard error (0 with two points)."""
-    lx, ly = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
+    x, y = real_array(x, "x", ndim=1), real_array(y, "y", ndim=1)
+    if x.size != y.size:
+        raise ValueError(f"x and y must have the same length, got {x.size} and {y.size}")
+    for name, v in (("x", x), ("y", y)):
+        if np.any(v <= 0):
+            raise ValueError(f"a log-log slope needs positive {name}, got {name}={v.tolist()}")
+    lx, ly = np.log(x), np.log(y)
     if lx.size < 2:
         raise ValueError(f"a slope needs at least two points, got {lx.size}")
     A = np.vstack([lx, np.ones_like(lx)]).T
@@ -436,21 +444,22 @@ class ConvergenceStudy:
         self.config = config
 
     def _validated(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        N = np.asarray(self.N_values, dtype=np.int64)
-        eps = np.asarray(self.eps_values, dtype=np.float64)
-        seeds = np.asarray(self.seeds, dtype=np.int64)
-        if N.ndim != 1 or N.size == 0 or np.any(N < 1):
-            raise ValueError(f"N_values must be positive integers, got N_values={self.N_values!r}")
-        if eps.ndim != 1 or eps.size == 0 or not np.all(np.isfinite(eps)) or np.any(eps <= 0):
-            raise ValueError(f"eps_values must be positive, got eps_values={self.eps_values!r}")
-        if seeds.ndim != 1 or seeds.size == 0:
-            raise ValueError(f"seeds must be a non-empty sequence, got seeds={self.seeds!r}")
+        lists = {}
+        for name in ("N_values", "eps_values", "seeds"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) == 0:
+                raise TypeError(f"{name} must be a non-empty sequence, got {name}={value!r}")
+            lists[name] = list(value)
+        N = np.array([positive_int(n, "N_values") for n in lists["N_values"]], dtype=np.int64)
+        eps = np.array([positive_float(e, "eps_values") for e in lists["eps_values"]], dtype=np.float64)
+        seeds = np.array([nonnegative_int(s, "seeds") for s in lists["seeds"]], dtype=np.int64)
         return N, eps, seeds
 
-    def _value(self, out: Any) -> float:
-        if isinstance(out, ErrorResult):
-            return float(out.as_dict()[self.key])
-        return float(out)
+    def _value(self, out: Any, cell: str) -> float:
+        value = float(out.as_dict()[self.key]) if isinstance(out, ErrorResult) else float(out)
+        if not np.isfinite(value):  # a NaN table would hide the failure until the fit
+            raise ValueError(f"measure returned {value!r} for {cell}: a sweep stores finite errors only")
+        return value
 
     def run(self, *, progress: bool | None = None) -> ConvergenceResult:
         """Measure every cell not already stored; return the full :class:`ConvergenceResult`."""
@@ -473,7 +482,8 @@ class ConvergenceStudy:
                     raise ValueError(f"{store!r}: cell {key} holds {cell.size} seeds, expected {seeds.size}")
                 errors[i, j] = cell
                 continue
-            errors[i, j] = [self._value(self.measure(int(N[i]), float(eps[j]), int(s))) for s in seeds]
+            errors[i, j] = [self._value(self.measure(int(N[i]), float(eps[j]), int(s)), f"{key}, seed={int(s)}")
+                            for s in seeds]
             if store is not None:
                 store.write(key, {"errors": errors[i, j]}, config)
         result = ConvergenceResult(N, eps, seeds, errors, config)
@@ -536,8 +546,8 @@ def run_problem(
 ) -> RunResult:
     """Run particles (features or walkers) and the matching PDE form to t_final; compare at the points."""
     runs = {"features": _features_run, "walkers": _walkers_run}
-    if mode not in runs:
-        raise ValueError(f"mode must be 'features' or 'walkers' to compare with a PDE, got mode={mode!r}")
+    option(mode, "mode", tuple(runs))
+    N, seed = positive_int(N, "N"), nonnegative_int(seed, "seed")
     pde = _pde(problem, mode, grid_shape)
     solution = pde.solve(problem.initial, problem.t_final, method=method, n_snapshots=2)
     points, values, reference, err = runs[mode](problem, N, eps, seed, solution, grid_shape, method, {"truncate": truncate})

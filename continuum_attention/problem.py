@@ -17,7 +17,8 @@ import numpy as np
 
 from .densities import Density, density_from_config
 from .domains import Domain, domain_from_config
-from .metrics import metric_from_config
+from ._validation import describe, positive_float
+from .metrics import as_metric, metric_from_config
 
 __all__ = ["Problem", "Expression"]
 
@@ -100,10 +101,17 @@ class Problem:
     t_final: float = 0.01
 
     def __post_init__(self):
+        if not isinstance(self.domain, Domain):
+            raise TypeError(f"domain must be a Torus, Box or Euclidean domain, got domain={describe(self.domain)}")
+        if not isinstance(self.density, Density):
+            raise TypeError(f"density must be a Density, got density={describe(self.density)}")
         if self.density.domain != self.domain:
             raise ValueError(f"density lives on {self.density.domain!r}, problem domain is {self.domain!r}")
-        if not (np.isfinite(self.t_final) and self.t_final > 0):
-            raise ValueError(f"t_final must be positive, got t_final={self.t_final!r}")
+        if self.metric is not None:
+            as_metric(self.metric)  # TypeError / ValueError here, not deep inside a solver
+        if self.initial is not None and not callable(self.initial):
+            raise TypeError(f"initial must be a callable of points (M, d) -> (M,) or None, got initial={describe(self.initial)}")
+        object.__setattr__(self, "t_final", positive_float(self.t_final, "t_final"))
 
     @property
     def dim(self) -> int:

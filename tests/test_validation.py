@@ -7,6 +7,8 @@ import pytest
 from continuum_attention import AttentionOperator, Box, Grid, Torus
 from continuum_attention import densities as D
 from continuum_attention import _validation as V
+from continuum_attention import compare
+from continuum_attention.problem import Problem
 from continuum_attention.cli import main
 from continuum_attention.domains import Euclidean
 from continuum_attention.metrics import Euclidean as EuclideanMetric
@@ -119,6 +121,17 @@ CUBE = Torus([1.0, 1.0])
     (lambda: D.uniform(CUBE).sample(10, "seed"), TypeError, "seed"),
     (lambda: D.Density("torus", lambda x: x[:, 0]), TypeError, "domain"),
     (lambda: D.Density(CUBE, "pdf"), TypeError, "pdf"),
+    (lambda: Problem(CUBE, "uniform"), TypeError, "density"),
+    (lambda: Problem(CUBE, D.uniform(CUBE), "euclid"), TypeError, "metric"),
+    (lambda: Problem(CUBE, D.uniform(CUBE), None, "cos(x)"), TypeError, "initial"),
+    (lambda: Problem(CUBE, D.uniform(CUBE), t_final=float("nan")), ValueError, "t_final"),
+    (lambda: compare.ConvergenceStudy(lambda N, e, s: 1.0, [100, 2.5], [0.1]).run(progress=False), ValueError, "N_values"),
+    (lambda: compare.ConvergenceStudy(lambda N, e, s: 1.0, [100], "0.1").run(progress=False), TypeError, "eps_values"),
+    (lambda: compare.ConvergenceStudy(lambda N, e, s: np.nan, [100], [0.1], seeds=[3]).run(progress=False),
+     ValueError, r"N=100_eps=0.1, seed=3"),
+    (lambda: compare.fit_slope([1, 2, 3], [1.0, 0.0, 2.0]), ValueError, "positive y"),
+    (lambda: compare.fit_slope([1, 2], [1.0, np.nan]), ValueError, "NaN"),
+    (lambda: compare.consistency_error(Problem(CUBE, D.uniform(CUBE), None, np.sin), 10.5, 0.1), ValueError, "N"),
 ])
 def test_bad_input_table(call, exc, fragment):
     with pytest.raises(exc, match=fragment):
