@@ -1,12 +1,15 @@
 """Shared input checks of :mod:`continuum_attention.analytic` (a private module; its names are public
 to the subpackage's modules).
 
-Invalid input raises ``ValueError`` naming the parameter.
+Invalid input raises ``ValueError`` (bad value) or ``TypeError`` (wrong type) naming the parameter; both come
+from the package's one validation layer, :mod:`continuum_attention._validation`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .._validation import nonnegative_int, real_array
 
 __all__ = [
     "finite_array",
@@ -27,13 +30,8 @@ __all__ = [
 # validation helpers
 # ----------------------------------------------------------------------------------------------
 def finite_array(value, name: str) -> np.ndarray:
-    try:
-        a = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numeric, got {value!r}") from exc
-    if a.size and not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return a
+    """Finite real float64 array (the package's validation layer: TypeError for a wrong type)."""
+    return real_array(value, name)
 
 
 def time_array(t, name: str = "t", *, allow_zero: bool = False) -> np.ndarray:
@@ -58,11 +56,9 @@ def positive_scalar(value, name: str) -> float:
 
 
 def layers(n_layers, name: str = "n_layers") -> int:
-    if isinstance(n_layers, (bool, np.bool_)) or not isinstance(n_layers, (int, np.integer)):
-        raise ValueError(f"{name} must be a non-negative integer, got {n_layers!r}")
-    if n_layers < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {n_layers!r}")
-    return int(n_layers)
+    if isinstance(n_layers, (float, np.floating)):  # a layer count is an integer, never a float that looks like one
+        raise TypeError(f"{name} must be a non-negative integer, got {name}={n_layers!r}")
+    return nonnegative_int(n_layers, name)
 
 
 def orders(n, name: str = "n") -> np.ndarray:
