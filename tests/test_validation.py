@@ -172,3 +172,17 @@ def test_cli_config_errors_are_one_line_naming_the_key(tmp_path, capsys, fields,
     assert main(["run", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("eps", [5e-324, 1e-310, 1e-300])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("normalization", ["row", ("alpha", 0.5), "sinkhorn"])
+def test_smallest_eps_gives_the_identity(eps, backend, normalization):
+    """eps down to the smallest float: 1/(2 eps) overflows, and S is exactly I (distinct points), never NaN."""
+    op = AttentionOperator(X, eps, backend=backend, normalization=normalization)
+    H = np.arange(20.0)
+    np.testing.assert_array_equal(op.apply(H), H)
+    np.testing.assert_array_equal(op.dense(), np.eye(20))
+    cut = AttentionOperator(X, eps, domain=CUBE, truncate=True, backend=backend, normalization=normalization)
+    assert cut.nnz == 20
+    np.testing.assert_array_equal(cut.apply(H), H)

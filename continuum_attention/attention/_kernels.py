@@ -233,6 +233,7 @@ def score_block(family, A, B, M, use_M, period) -> np.ndarray:
     return np.sum(D * D, axis=-1)
 
 
+@np.errstate(over="ignore")  # c f = inf for eps near the smallest float: weight exp(-inf) = 0, as in the kernels
 def kernel_sum_ref(family, A, BT, M, use_M, period, c, r, s, V) -> np.ndarray:
     B = BT.T
     out = np.empty((A.shape[0], V.shape[1]))
@@ -242,6 +243,7 @@ def kernel_sum_ref(family, A, BT, M, use_M, period, c, r, s, V) -> np.ndarray:
     return out
 
 
+@np.errstate(over="ignore")
 def kernel_lse_ref(family, A, BT, M, use_M, period, c, s) -> np.ndarray:
     B = BT.T
     out = np.empty(A.shape[0])
@@ -252,6 +254,7 @@ def kernel_lse_ref(family, A, BT, M, use_M, period, c, s) -> np.ndarray:
     return out
 
 
+@np.errstate(over="ignore")
 def kernel_displacement_ref(family, A, BT, M, use_M, period, X, xperiod, c, r, s) -> np.ndarray:
     B = BT.T
     d = X.shape[1]

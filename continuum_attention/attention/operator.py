@@ -150,7 +150,8 @@ class _DenseEngine:
         for rows in _kernels.row_blocks(self.n, self.n):
             F = _kernels.score_block(self.geom.family, self.geom.rows[rows], self.geom.cols, self.geom.M,
                                      self.geom.use_M, self.geom.period)
-            W = np.exp(-self.c * F - r[rows, None] - s[None, :])
+            with np.errstate(over="ignore"):  # c f = inf for tiny eps: weight exp(-inf) = 0, as intended
+                W = np.exp(-self.c * F - r[rows, None] - s[None, :])
             # rows sum to 1 by construction of r; dividing again absorbs the rounding of huge exponents
             out[rows] = W / W.sum(axis=1, keepdims=True)
         return out
@@ -314,7 +315,9 @@ class AttentionOperator:
                              "is not symmetric (f(x, y) != f(y, x))")
         geom = _geometry(self.metric, self.points, self.domain)
         kernels = _kernels.NUMBA if backend == "numba" else _kernels.NUMPY
-        c = 1.0 / (2.0 * self.eps)
+        # 1 / (2 eps) overflows for eps below ~1e-308; the largest float keeps f = 0 at weight 1 (not inf * 0 =
+        # NaN) and every f > 0 at weight 0: S = I, the exact limit
+        c = min(1.0 / (2.0 * self.eps), float(np.finfo(np.float64).max))
         self.cutoff = math.sqrt(2.0 * self.eps * max(math.log(self.n / self.tolerance), 0.0))
         if self._use_truncation(truncate):
             self._engine = _SparseEngine(self.metric, geom, c, kernels, self.points, self.domain, self.cutoff)
