@@ -35,6 +35,20 @@ _EXPR_NODES = (
 )
 
 
+# Bounds on a configuration expression: evaluation costs O(nodes) array operations, each O(points).
+MAX_EXPRESSION_CHARS = 2000
+MAX_EXPRESSION_NODES = 500
+
+
+class _FloatConstants(ast.NodeTransformer):
+    """Integer literals become floats, so 9**9**9**9 overflows at once instead of building a huge integer."""
+
+    def visit_Constant(self, node: ast.Constant) -> ast.Constant:
+        if isinstance(node.value, int) and not isinstance(node.value, bool):
+            return ast.copy_location(ast.Constant(float(node.value)), node)
+        return node
+
+
 class Expression:
     """A NumPy expression in the coordinates ``x, y, z``, callable on (M, d) points.
 
@@ -44,13 +58,21 @@ class Expression:
     """
 
     def __init__(self, source: str, dim: int):
-        self.source = str(source)
+        if not isinstance(source, str):
+            raise TypeError(f"initial must be an expression string, got initial={describe(source)}")
+        if len(source) > MAX_EXPRESSION_CHARS:
+            raise ValueError(f"initial condition has {len(source)} characters; at most {MAX_EXPRESSION_CHARS} are allowed")
+        self.source = source
         self.dim = int(dim)
         try:
             tree = ast.parse(self.source, "<initial condition>", mode="eval")
         except SyntaxError as exc:
             raise ValueError(f"initial condition {self.source!r} is not a valid expression: {exc.msg}") from None
         allowed = set(_EXPR_NAMES) | set(_COORDS[: self.dim])
+        nodes = sum(1 for _ in ast.walk(tree))
+        if nodes > MAX_EXPRESSION_NODES:
+            raise ValueError(f"initial condition {self.source[:60]!r}... has {nodes} syntax nodes; "
+                             f"at most {MAX_EXPRESSION_NODES} are allowed")
         for node in ast.walk(tree):
             if not isinstance(node, _EXPR_NODES):
                 raise ValueError(
@@ -64,13 +86,22 @@ class Expression:
             raise ValueError(
                 f"initial condition {self.source!r} uses unknown name(s) {unknown}; allowed: {sorted(allowed)}"
             )
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and (isinstance(node.value, bool) or not isinstance(node.value, (int, float))):
+                raise ValueError(f"initial condition {self.source!r} holds the constant {node.value!r}; "
+                                 "only real numbers are allowed")
+        tree = ast.fix_missing_locations(_FloatConstants().visit(tree))
         self._code = compile(tree, "<initial condition>", "eval")
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(points, dtype=np.float64))
         env = dict(_EXPR_NAMES)
         env.update({name: x[:, i] for i, name in enumerate(_COORDS[: self.dim])})
-        value = eval(self._code, {"__builtins__": {}}, env)  # noqa: S307 - names checked in __init__
+        try:
+            with np.errstate(all="ignore"):  # non-finite values are refused by the solvers, naming H0
+                value = eval(self._code, {"__builtins__": {}}, env)  # noqa: S307 - names checked in __init__
+        except (OverflowError, ZeroDivisionError) as exc:
+            raise ValueError(f"initial condition {self.source!r} cannot be evaluated: {exc}") from None
         return np.broadcast_to(np.asarray(value, dtype=np.float64), (x.shape[0],)).copy()
 
     def __repr__(self) -> str:

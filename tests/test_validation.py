@@ -186,3 +186,32 @@ def test_smallest_eps_gives_the_identity(eps, backend, normalization):
     cut = AttentionOperator(X, eps, domain=CUBE, truncate=True, backend=backend, normalization=normalization)
     assert cut.nnz == 20
     np.testing.assert_array_equal(cut.apply(H), H)
+
+
+@pytest.mark.parametrize("source, fragment", [
+    ("9**9**9**9", "cannot be evaluated"),       # integer literals are floats: overflows at once, never hangs
+    ("1/0", "cannot be evaluated"),
+    ("x" * 2001, "2001 characters"),
+    ("+".join(["x"] * 300), "syntax nodes"),
+    ("1j*x", "only real numbers"),
+    ("x.real", "Attribute"),
+])
+def test_configuration_expressions_are_bounded(source, fragment):
+    import time
+
+    from continuum_attention.problem import Expression
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=fragment):
+        Expression(source, 1)(np.array([[0.25], [0.5]]))
+    assert time.perf_counter() - start < 1.0  # measured ~1 ms
+
+
+def test_expression_bounds_on_both_sides():
+    from continuum_attention.problem import MAX_EXPRESSION_CHARS, Expression
+
+    ok = "x" + " " * (MAX_EXPRESSION_CHARS - 1)
+    np.testing.assert_array_equal(Expression(ok, 1)(np.array([[0.5]])), [0.5])
+    with pytest.raises(ValueError, match="characters"):
+        Expression(ok + " ", 1)
+    np.testing.assert_allclose(Expression("2**10 * x", 1)(np.array([[0.5]])), [512.0], rtol=0)
