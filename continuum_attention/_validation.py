@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -27,6 +28,8 @@ __all__ = [
     "describe",
     "random_generator",
     "table",
+    "memory_budget",
+    "check_memory",
 ]
 
 
@@ -174,3 +177,34 @@ def table(value: Any, name: str) -> dict:
     if not isinstance(value, dict):
         raise TypeError(f"{name} must be a table (a mapping of keys to values), got {name}={describe(value)}")
     return dict(value)
+
+
+def memory_budget() -> int:
+    """Bytes a single allocation may take: ``CONTINUUM_ATTENTION_MEMORY`` (bytes) if set, else the memory the
+    operating system reports available now (``MemAvailable``; total physical memory where that is unknown)."""
+    env = os.environ.get("CONTINUUM_ATTENTION_MEMORY")
+    if env:
+        try:
+            return int(float(env))
+        except ValueError:
+            raise ValueError(f"CONTINUUM_ATTENTION_MEMORY must be a number of bytes, got {env!r}") from None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - no way to tell: do not refuse
+        return 1 << 62
+
+
+def check_memory(nbytes: float, what: str) -> None:
+    """Refuse, before allocating, work whose estimated memory exceeds :func:`memory_budget` (ValueError with the
+    estimate, the budget and what to change)."""
+    budget = memory_budget()
+    if nbytes > budget:
+        raise ValueError(f"{what} needs about {nbytes / 2**30:.3g} GiB, more than the {budget / 2**30:.3g} GiB "
+                         "available (set CONTINUUM_ATTENTION_MEMORY to change the budget)")

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import special
 
-from ._validation import describe, positive_int, random_generator, real_array, real_number, table
+from ._validation import check_memory, describe, positive_int, random_generator, real_array, real_number, table
 from .domains import Box, Domain, Euclidean, Torus, as_points
 
 __all__ = ["Density", "uniform", "gaussian", "cosine", "von_mises", "mixture", "density_from_config"]
@@ -163,6 +163,8 @@ class Density:
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         """Draw n i.i.d. points, shape (n, d). ``rng`` is a Generator or a seed (same seed, same points)."""
         n = positive_int(n, "n")
+        # the points and, for rejection sampling, one batch of candidates with their pdf values and ratios
+        check_memory(8.0 * n * self.domain.dim * 2 + 8.0 * 1.2 * n * 3, f"sample(n={n}) in {self.domain.dim}-D")
         return self._sample(n, random_generator(rng))
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:

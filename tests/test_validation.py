@@ -215,3 +215,26 @@ def test_expression_bounds_on_both_sides():
     with pytest.raises(ValueError, match="characters"):
         Expression(ok + " ", 1)
     np.testing.assert_allclose(Expression("2**10 * x", 1)(np.array([[0.5]])), [512.0], rtol=0)
+
+
+def test_memory_is_refused_before_allocating_with_the_estimate(monkeypatch):
+    """The estimate is compared with the budget on both sides: just above refuses, just below runs."""
+    need = 8.0 * 20 * 20 + 3 * 8.0 * 20 * 20  # dense() of N = 20: the matrix and three row-block temporaries
+    op = AttentionOperator(X, 0.1)
+    monkeypatch.setenv("CONTINUUM_ATTENTION_MEMORY", str(int(need) - 1))
+    with pytest.raises(ValueError, match=r"dense\(\) \(an 20 x 20 matrix\) needs about .* GiB"):
+        op.dense()
+    monkeypatch.setenv("CONTINUUM_ATTENTION_MEMORY", str(int(need)))
+    assert op.dense().shape == (20, 20)
+    monkeypatch.setenv("CONTINUUM_ATTENTION_MEMORY", "1000")
+    with pytest.raises(ValueError, match=r"sample\(n=1000000\)"):
+        D.uniform(CUBE).sample(10**6)
+
+
+def test_an_enormous_sample_is_refused_at_once():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="GiB"):
+        D.uniform(CUBE).sample(10**13)  # 10^13 points: hundreds of TiB
+    assert time.perf_counter() - start < 1.0

@@ -33,7 +33,7 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 
 from .. import metrics as _metrics
-from .._validation import describe, option, positive_float, positive_int, real_array, real_number
+from .._validation import check_memory, describe, option, positive_float, positive_int, real_array, real_number
 from ..domains import Domain, as_points
 from ..domains import Euclidean as EuclideanSpace
 from . import _kernels
@@ -179,7 +179,11 @@ class _SparseEngine:
         tree = _tree(z, box)
         # rows per chunk from the expected neighbour count (a sample of 64 rows)
         probe = tree.query_ball_point(z[:: max(1, self.n // 64)], radius, return_length=True)
-        chunk = max(1, int(self._CHUNK_PAIRS / max(float(np.mean(probe)), 1.0)))
+        per_row = max(float(np.mean(probe)), 1.0)
+        # 24 bytes a stored pair (index, kernel, scaled kernel), plus ~100 per pair of the chunk's search temporaries
+        check_memory(24.0 * per_row * self.n + 100.0 * min(self._CHUNK_PAIRS, per_row * self.n),
+                     f"the truncated kernel (N={self.n}, about {per_row:.0f} neighbours a row)")
+        chunk = max(1, int(self._CHUNK_PAIRS / per_row))
         counts, indices, data = [], [], []
         for start in range(0, self.n, chunk):
             stop = min(start + chunk, self.n)
@@ -453,6 +457,7 @@ class AttentionOperator:
         if self.n > DENSE_LIMIT:
             raise ValueError(f"dense() refuses N={self.n} > {DENSE_LIMIT} (an N x N float64 array would need "
                              f"{self.n * self.n * 8 / 2**30:.1f} GiB); use apply() instead")
+        check_memory(8.0 * self.n * self.n + 3 * 8.0 * self.n * min(self.n, 1 << 21), f"dense() (an {self.n} x {self.n} matrix)")
         return self._engine.dense(*self._ensure_shifts())
 
     def __repr__(self) -> str:
