@@ -328,6 +328,7 @@ class AttentionOperator:
         else:
             self._engine = _DenseEngine(geom, c, kernels, self.metric.is_metric, self.points, self.domain)
         self._shifts: tuple[np.ndarray, np.ndarray] | None = None
+        self._row_scale: np.ndarray | None = None  # pseudo-metrics only, see _ensure_shifts
         self._log_degrees: np.ndarray | None = None
 
     # ---------------------------------------------------------------------------------- construction
@@ -362,7 +363,14 @@ class AttentionOperator:
                 s = a * self.log_degrees()
             else:
                 s = self._sinkhorn()
-            self._shifts = (np.ascontiguousarray(self._engine.log_row_sums(s)), s)
+            r = np.ascontiguousarray(self._engine.log_row_sums(s))
+            self._shifts = (r, s)
+            if not self.metric.is_metric:
+                # Large scores (|f| / (2 eps) ~ 1e4 and more) put an error of |r| x 1e-16 into every weight
+                # of a row, and r cannot hold more digits than that: the row sums then miss 1 by ~1e-12. The
+                # measured row sums of the same weights (bitwise the same exponents on every pass) correct it.
+                ones = np.ones((self.n, 1))
+                self._row_scale = 1.0 / self._engine.weighted_sum(r, s, ones)[:, 0]
         return self._shifts
 
     def _sinkhorn(self) -> np.ndarray:
@@ -403,12 +411,16 @@ class AttentionOperator:
         V, flat = self._as_values(H, "H")
         r, s = self._ensure_shifts()
         out = self._engine.weighted_sum(r, s, V)
+        if self._row_scale is not None:
+            out *= self._row_scale[:, None]
         return out[:, 0] if flat else out
 
     def apply_transpose(self, mu) -> np.ndarray:
         """mu S_eps (one step of the walkers' random walk), mu of shape (N,) or (N, k); same shape back."""
         V, flat = self._as_values(mu, "mu")
         r, s = self._ensure_shifts()
+        if self._row_scale is not None:
+            V = V * self._row_scale[:, None]
         out = self._engine.weighted_sum(r, s, V, transpose=True)
         return out[:, 0] if flat else out
 
