@@ -18,10 +18,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .attention import AttentionOperator
 from .domains import Domain
+from .trackers import ProgressBar, SnapshotRecorder, TrackerGroup
 
 __all__ = ["ParticleSolver", "ParticleSolution", "MODES", "n_layers_for"]
 
@@ -98,14 +98,6 @@ def n_layers_for(t_final: float, eps: float) -> int:
     return int(k)
 
 
-def _snapshot_layers(n_layers: int, n_snapshots: int) -> np.ndarray:
-    if int(n_snapshots) != n_snapshots or n_snapshots < 1:
-        raise ValueError(f"n_snapshots must be a positive integer, got n_snapshots={n_snapshots!r}")
-    if n_snapshots == 1:
-        return np.array([n_layers])
-    return np.unique(np.round(np.linspace(0, n_layers, int(n_snapshots))).astype(np.int64))
-
-
 class ParticleSolver:
     """Stacked attention layers on N points: features, walkers or tokens (see the module docstring).
 
@@ -131,6 +123,7 @@ class ParticleSolver:
         # Built once for features/walkers; for tokens it validates the input and gives layer 0.
         self.operator = AttentionOperator(points, eps, **self._options)
         self.eps, self.points, self.n = self.operator.eps, self.operator.points, self.operator.n
+        self._pi: np.ndarray | None = None  # invariant weights, computed on first use
 
     @classmethod
     def from_problem(cls, problem, N: int, eps: float, *, seed=0, mode: str = "features", **options) -> "ParticleSolver":
@@ -180,7 +173,7 @@ class ParticleSolver:
         return op.domain.wrap(state + op.displacement())
 
     def run(self, initial=None, *, t_final: float | None = None, n_layers: int | None = None,
-            n_snapshots: int = 11, progress: bool | None = None) -> ParticleSolution:
+            n_snapshots: int = 11, progress: bool | None = None, trackers=None) -> ParticleSolution:
         """Apply K layers and keep ``n_snapshots`` evenly spaced states (layer 0 and layer K included).
 
         Parameters
@@ -194,26 +187,60 @@ class ParticleSolver:
         n_layers : int, optional
             Number of layers K (t = K eps / 2).
         n_snapshots : int
-            Number of stored states (1: the final state only).
+            Number of stored states (1: the final state only): a
+            :class:`~continuum_attention.trackers.SnapshotRecorder` whose states the solution holds.
         progress : bool, optional
-            tqdm progress bar; None shows it only on a terminal, False never.
+            tqdm progress bar (a :class:`~continuum_attention.trackers.ProgressBar`); None shows it only on a
+            terminal, False never.
+        trackers : tracker or list of trackers, optional
+            Observers of the run (:mod:`continuum_attention.trackers`, ``storage.HDF5Writer``), handed the state
+            (H, mu or the positions) after the layers they ask for, with ``solver=self`` (:meth:`invariant`).
         """
         K = _layers_for(self.eps, t_final, n_layers)
-        keep = _snapshot_layers(K, n_snapshots)
+        recorder = SnapshotRecorder(n_snapshots=n_snapshots)
         state = self._initial(initial)
-        snaps = [state.copy()] if keep[0] == 0 else []
-        wanted = set(keep.tolist())
-        bar = tqdm(total=K, disable=None if progress is None else not progress, desc=f"{self.mode} layers")
-        with bar:
+        bar = [] if progress is False else [ProgressBar(progress)]
+        group = TrackerGroup([recorder, *bar, *TrackerGroup(trackers).trackers])
+        layer_time = self.eps / 2.0
+        visits = set(group.plan(K, layer_time).tolist())
+        with group.running(state, 0.0, self, self._run_info(K)):
             for layer in range(1, K + 1):
                 state = self._step(state)
-                if layer in wanted:
-                    snaps.append(state.copy())
-                bar.update(1)
-        values = np.stack(snaps)
+                if layer in visits:
+                    group.handle(state, layer * layer_time, layer)
+        layers = np.array(recorder.steps_seen, dtype=np.int64)
+        values = recorder.values
         points = values if self.mode == "tokens" else self.points
-        return ParticleSolution(times=keep * (self.eps / 2.0), layers=keep, values=values, points=points,
+        return ParticleSolution(times=layers * layer_time, layers=layers, values=values, points=points,
                                 eps=self.eps, mode=self.mode, metadata=self._metadata())
+
+    def invariant(self, state) -> float | np.ndarray:
+        """The quantity a layer conserves, for ``trackers.ConservationMonitor``.
+
+        walkers: the total probability sum(mu) (S is row-stochastic, so conserved to round-off); features:
+        pi . H with pi = ``operator.invariant_weights()`` the left invariant vector of S (pi S = pi, sum 1;
+        symmetric pseudo-metrics only, ValueError otherwise), a (k,) array for H of shape (N, k); tokens have
+        no invariant (ValueError).
+        """
+        if self.mode == "tokens":
+            raise ValueError("mode='tokens' has no invariant: S changes with the points every layer")
+        state = np.asarray(state, dtype=np.float64)
+        if self.mode == "walkers":
+            return float(np.sum(state))
+        if self._pi is None:
+            self._pi = self.operator.invariant_weights()
+        out = self._pi @ state
+        return float(out) if np.ndim(out) == 0 else out
+
+    def _run_info(self, n_layers: int) -> dict:
+        """What trackers learn about a run: the stored layout of its ParticleSolution (see Tracker.initialize)."""
+        empty = np.empty(0)
+        template = ParticleSolution(empty, np.empty(0, dtype=np.int64), empty, self.points, self.eps, self.mode,
+                                    self._metadata())
+        arrays, config = template.to_storage()
+        static = {k: v for k, v in arrays.items() if k not in ("times", "layers", "values")}
+        return {"description": f"{self.mode} layers", "kind": "ParticleSolution", "config": config,
+                "arrays": static, "step_name": "layers", "n_total": n_layers, "dt": self.eps / 2.0}
 
     def _metadata(self) -> dict:
         op = self.operator

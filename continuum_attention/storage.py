@@ -314,3 +314,97 @@ class SweepFile:
 
     def __repr__(self) -> str:
         return f"SweepFile({str(self.path)!r})"
+
+
+# -- streaming ---------------------------------------------------------------------------------------------
+
+from .trackers import ScheduledTracker, Tracker  # noqa: E402 -- the streaming tracker's base, kept with it
+
+__all__ += ["HDF5Writer"]
+
+
+class HDF5Writer(Tracker):
+    """A tracker that streams a run's snapshots to an HDF5 file as they come (``trackers=[HDF5Writer(path, ...)]``).
+
+    Exactly one of ``interval`` (every k steps or layers, the final one included), ``n_snapshots`` or ``times``
+    (see :func:`continuum_attention.trackers.schedule`). Each snapshot is appended to the resizable datasets
+    ``values`` (n, *state.shape), ``times`` (n,) and ``layers`` (particles) or ``steps`` (PDE), and the file is
+    flushed. The root attributes are those of :func:`save` (``kind``, ``config`` = the solver's configuration,
+    ``versions``, ``git_commit``, ``created``), and the run's fixed arrays (the particle positions) are stored
+    too, so :func:`load_result` rebuilds the solution: with the solver's own ``n_snapshots`` schedule, the
+    same one the run returns.
+
+    The file is written under a temporary name beside ``path`` and renamed over ``path`` only in
+    :meth:`finalize`: a run stopped by an exception (:meth:`abort` removes the temporary file) or killed
+    never leaves a half-written file at ``path``, and an older file there stays intact until the run completes.
+    """
+
+    def __init__(self, path: str | Path, *, interval: int | None = None, n_snapshots: int | None = None, times=None):
+        self.path = Path(path)
+        self._schedule = ScheduledTracker(interval=interval, n_snapshots=n_snapshots, times=times)
+        self._file = None
+        self._tmp: Path | None = None
+        self._step_name = "steps"
+
+    def steps(self, n_total: int, dt: float) -> np.ndarray:
+        return self._schedule.steps(n_total, dt)
+
+    def initialize(self, state, t, solver, info) -> None:
+        self.abort()  # a previous run of this writer that never finished: drop its temporary file
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # .NAME.PID.XXXX.tmp beside the target: the rename in finalize is atomic, a killed run's file is findable
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        try:
+            self._open(np.asarray(state), info)
+        except BaseException:  # the group aborts only trackers that started: clean up here
+            self.abort()
+            raise
+
+    def _open(self, state: np.ndarray, info: dict) -> None:
+        import h5py
+
+        self._file = f = h5py.File(self._tmp, "w")
+        f.attrs["kind"] = str(info.get("kind", "arrays"))
+        f.attrs["config"] = json.dumps(_jsonable(dict(info.get("config", {}))), sort_keys=True)
+        f.attrs["versions"] = json.dumps(environment_metadata(), sort_keys=True)  # provenance as in save()
+        f.attrs["git_commit"] = _git_commit()
+        f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        _write_group(f, dict(info.get("arrays", {})))
+        self._step_name = str(info.get("step_name", "steps"))
+        compression = "gzip" if state.size > 4096 else None  # as save(): small snapshots stay uncompressed
+        f.create_dataset("values", shape=(0, *state.shape), maxshape=(None, *state.shape), dtype=state.dtype,
+                         chunks=(1, *state.shape) if state.size else True, compression=compression)
+        f.create_dataset("times", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,))
+        f.create_dataset(self._step_name, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(1024,))
+
+    def handle(self, state, t, step) -> None:
+        f = self._file
+        n = f["times"].shape[0]
+        for name, value in (("values", state), ("times", t), (self._step_name, step)):
+            f[name].resize(n + 1, axis=0)
+            f[name][n] = value
+        f.flush()  # what is written survives a crash (in the temporary file)
+
+    def finalize(self) -> None:
+        tmp = self._tmp
+        self._close()
+        if tmp is not None:
+            os.replace(tmp, self.path)
+            self._tmp = None
+
+    def abort(self) -> None:
+        tmp = self._tmp
+        self._close()
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __repr__(self) -> str:
+        return f"HDF5Writer({str(self.path)!r})"

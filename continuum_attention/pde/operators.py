@@ -300,10 +300,15 @@ class FluxOperator:
             kernel(self.differenced(s), s, out, *self._args(), 1.0, 0.0, self.has_mixed)
         return out
 
-    def euler_step(self, s: np.ndarray, out: np.ndarray, dt: float, scratch: np.ndarray | None = None) -> np.ndarray:
-        """One explicit Euler step ``out = s + dt L s`` in a single fused pass (``out`` must not alias s)."""
+    def euler_step(self, s: np.ndarray, out: np.ndarray, dt: float, scratch: np.ndarray | None = None, *,
+                   reference: bool = False) -> np.ndarray:
+        """One explicit Euler step ``out = s + dt L s`` in a single fused pass (``out`` must not alias s).
+
+        ``reference`` runs the NumPy reference kernel instead of the Numba one.
+        """
         v = self.differenced(s, scratch)
-        return apply_numba(v, s, out, *self._args(), float(dt), 1.0, self.has_mixed)
+        kernel = apply_numpy if reference else apply_numba
+        return kernel(v, s, out, *self._args(), float(dt), 1.0, self.has_mixed)
 
     @property
     def can_fuse_steps(self) -> bool:

@@ -7,30 +7,24 @@ relaxes in about h^2 / (2 d), which is the explicit step limit.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
-from scipy.sparse.linalg import expm_multiply, splu
-from tqdm.auto import tqdm
 
-from .._validation import positive_float
+from .._validation import option, positive_float
 from ..densities import Density
 from ..domains import domain_from_config
 from ..grid import Grid
+from ..trackers import ProgressBar, SnapshotRecorder, TrackerGroup
 from .operators import FORMS, FluxOperator, build_operator, resolve_metric
+from .steppers import BACKENDS, EXACT_MAX_NODES, STEPPERS, Stepper, stepper_class
 
-__all__ = ["AttentionLimitPDE", "PDESolution", "METHODS", "EXACT_MAX_NODES"]
+__all__ = ["AttentionLimitPDE", "PDESolution", "METHODS", "BACKENDS", "EXACT_MAX_NODES"]
 
-logger = logging.getLogger(__name__)
-
-METHODS = ("explicit", "crank-nicolson", "implicit-euler", "exact")
-EXACT_MAX_NODES = 20_000  # expm_multiply costs ~ ||t L||_1 matrix products: a reference for small grids only
-_EXPLICIT_SAFETY = 0.9  # default explicit step as a fraction of the Gershgorin limit (see solve)
+METHODS = tuple(STEPPERS)  # the built-in steppers, in registration order (steppers.py defines them)
 
 
 @dataclass
@@ -120,9 +114,13 @@ class AttentionLimitPDE:
         ValueError: a pseudo-metric that is not a metric has no PDE limit) and optionally ``is_constant``
         (True: the tensor is evaluated once; otherwise at every node, a spatially varying metric).
     form : {"features", "walkers", "heat"}
+    backend : {"numba", "numpy"}
+        Kernels of the matrix-free operator (:meth:`apply`, :meth:`attention_operator`, explicit steps): Numba,
+        or the plain NumPy references of ``pde/_kernels.py`` (same results to round-off). The sparse-matrix
+        methods (implicit, exact) do not depend on it.
     """
 
-    def __init__(self, grid: Grid, density: Density, *, metric=None, form: str = "features"):
+    def __init__(self, grid: Grid, density: Density, *, metric=None, form: str = "features", backend: str = "numba"):
         if not isinstance(grid, Grid):
             raise ValueError(f"grid must be a Grid, got grid={grid!r}")
         if not isinstance(density, Density):
@@ -131,6 +129,7 @@ class AttentionLimitPDE:
             raise ValueError(f"density has dimension {density.domain.dim}, grid has dimension {grid.dim}")
         if form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}, got form={form!r}")
+        self.backend = option(backend, "backend", BACKENDS)
         self.grid, self.density, self.form, self.metric = grid, density, form, metric
         self._metric_field = resolve_metric(metric, grid)
         self._op, coeffs = build_operator(grid, density, self._metric_field, form)
@@ -141,9 +140,10 @@ class AttentionLimitPDE:
     # -- nodal quantities ------------------------------------------------------------------------------
 
     @classmethod
-    def from_problem(cls, problem, shape, *, form: str = "features") -> "AttentionLimitPDE":
+    def from_problem(cls, problem, shape, *, form: str = "features", backend: str = "numba") -> "AttentionLimitPDE":
         """The PDE of a :class:`~continuum_attention.problem.Problem` on ``Grid(problem.domain, shape)``."""
-        return cls(Grid(problem.domain, shape), problem.density, metric=problem.metric, form=form)
+        return cls(Grid(problem.domain, shape), problem.density, metric=problem.metric, form=form, backend=backend)
+
     @property
     def p(self) -> np.ndarray:
         """Density w.r.t. dvol_g at the nodes, p = q / sqrt|g| (grid.shape)."""
@@ -160,7 +160,10 @@ class AttentionLimitPDE:
         return self._p**2 * self._sqrtg
 
     def invariant(self, values) -> float:
-        """The conserved quantity: int H p^2 dvol_g (features, heat) or the mass int rho dvol_g (walkers)."""
+        """The conserved quantity: int H p^2 dvol_g (features, heat) or the mass int rho dvol_g (walkers).
+
+        ``values`` as the solution stores them (callable or array); what ``trackers.ConservationMonitor`` records.
+        """
         u = self._as_grid_array(values, "values")
         factor = self._sqrtg if self.form == "walkers" else self.weights
         return float(np.sum(factor * u) * self.grid.cell_volume)
@@ -171,6 +174,10 @@ class AttentionLimitPDE:
         return self._p**2 / (w.sum() * self.grid.cell_volume)
 
     # -- operators -------------------------------------------------------------------------------------
+    @property
+    def _reference(self) -> bool:
+        return self.backend == "numpy"
+
     def _to_state(self, u: np.ndarray) -> np.ndarray:
         return u * self._sqrtg if self.form == "walkers" else u
 
@@ -183,7 +190,7 @@ class AttentionLimitPDE:
         features/heat: At H; walkers: d rho/dt for the walker density rho.
         """
         u = self._as_grid_array(values, "values")
-        s = self._op.apply(self._to_state(u)).reshape(self.grid.shape)
+        s = self._op.apply(self._to_state(u), reference=self._reference).reshape(self.grid.shape)
         return self._from_state(s)
 
     def attention_operator(self, H) -> np.ndarray:
@@ -194,7 +201,7 @@ class AttentionLimitPDE:
         u = self._as_grid_array(H, "H")
         if self._features_op is None:
             self._features_op, _ = build_operator(self.grid, self.density, self._metric_field, "features")
-        return self._features_op.apply(u).reshape(self.grid.shape)
+        return self._features_op.apply(u, reference=self._reference).reshape(self.grid.shape)
 
     def matrix(self) -> sp.csr_matrix:
         """The form's operator as a sparse (size x size) matrix on C-ordered nodal values (H or rho)."""
@@ -228,6 +235,9 @@ class AttentionLimitPDE:
         return np.ascontiguousarray(u)
 
     # -- time stepping ---------------------------------------------------------------------------------
+    def _stepper(self, method: str) -> Stepper:
+        return stepper_class(method)(self._op, backend=self.backend)
+
     def default_dt(self, method: str) -> float:
         """Default step: the time error of the resolved modes stays below their O(h^2) space error.
 
@@ -240,16 +250,11 @@ class AttentionLimitPDE:
           for every mode up to the 4th harmonic of the longest side (theta <= 8 pi / N);
         * implicit Euler: d tau / 3 = h^2 / (6 D): its first-order error lambda dt / 2 = theta^2 / 12 per unit
           lambda t matches the space error for every mode, so it needs steps of the explicit size.
+
+        Each rule is its stepper's ``default_dt`` (:mod:`continuum_attention.pde.steppers`); "exact" has none
+        (ValueError), nor has an unknown method.
         """
-        tau = self.max_stable_dt()
-        if method == "explicit":
-            return _EXPLICIT_SAFETY * tau
-        d, n = self.grid.dim, max(self.grid.shape)
-        if method == "crank-nicolson":
-            return d * n * tau / (4.0 * math.pi)
-        if method == "implicit-euler":
-            return d * tau / 3.0
-        raise ValueError(f"method must be one of {METHODS}, got method={method!r}")
+        return self._stepper(method).default_dt()
 
     def solve(
         self,
@@ -260,6 +265,7 @@ class AttentionLimitPDE:
         n_snapshots: int = 11,
         dt: float | None = None,
         progress: bool | None = None,
+        trackers=None,
     ) -> PDESolution:
         """Integrate from t = 0 to ``t_final``, storing ``n_snapshots`` equally spaced snapshots (ends included).
 
@@ -268,21 +274,26 @@ class AttentionLimitPDE:
         H0 : callable (P, d) -> (P,) or array of shape grid.shape or (grid.size,)
             Initial H (features, heat) or walker density rho (walkers).
         t_final : float > 0
-        method : {"explicit", "crank-nicolson", "implicit-euler", "exact"}
-            "explicit": fused Numba Euler steps (several steps per pass over memory where the operator
-            allows it, see :meth:`_explicit_advance`). ``dt=None`` uses 0.9 x :meth:`max_stable_dt` and logs it at
-            INFO level (logger ``continuum_attention.pde.solver``); a ``dt`` above the limit raises ValueError.
-            "crank-nicolson" (2nd order) / "implicit-euler" (1st order, positivity-preserving): sparse matrix
-            assembled once, LU-factorised once (splu) and reused for every step; ``dt=None`` uses
-            :meth:`default_dt`. "exact": expm_multiply, for grids up to EXACT_MAX_NODES nodes (``dt`` unused).
-            Steps are shortened so that every snapshot interval holds a whole number of them.
+        method : a name in :data:`~continuum_attention.pde.steppers.STEPPERS`
+            "explicit": fused Euler steps (several steps per pass over memory where the operator allows it, see
+            :class:`~continuum_attention.pde.steppers.ExplicitEuler`). ``dt=None`` uses 0.9 x
+            :meth:`max_stable_dt` and logs it at INFO level (logger ``continuum_attention.pde.solver``); a ``dt``
+            above the limit raises ValueError. "crank-nicolson" (2nd order) / "implicit-euler" (1st order,
+            positivity-preserving): sparse matrix assembled once, LU-factorised once (splu) and reused for every
+            step; ``dt=None`` uses :meth:`default_dt`. "exact": expm_multiply, for grids up to EXACT_MAX_NODES
+            nodes (``dt`` unused). Steps are shortened so that every snapshot interval holds a whole number of them.
         n_snapshots : int >= 2
+            The snapshots of the returned solution (a :class:`~continuum_attention.trackers.SnapshotRecorder`).
         dt : float > 0, optional
         progress : bool, optional
-            tqdm bar over the time steps; None shows it only on a terminal, False never.
+            tqdm bar over the time steps (a :class:`~continuum_attention.trackers.ProgressBar`); None shows it
+            only on a terminal, False never.
+        trackers : tracker or list of trackers, optional
+            Observers of the run (:mod:`continuum_attention.trackers`, ``storage.HDF5Writer``). They see the
+            state as the solution stores it (H or rho, grid.shape) at the steps they ask for, with
+            ``solver=self`` (:meth:`invariant`); the solver advances straight from one visited step to the next.
         """
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got method={method!r}")
+        stepper = self._stepper(method)
         t_final = positive_float(t_final, "t_final")
         if int(n_snapshots) != n_snapshots or n_snapshots < 2:
             raise ValueError(f"n_snapshots must be an integer >= 2, got n_snapshots={n_snapshots!r}")
@@ -290,96 +301,35 @@ class AttentionLimitPDE:
         if dt is not None:
             dt = positive_float(dt, "dt")
         s0 = self._to_state(self._as_grid_array(H0, "H0")).ravel()
-        times = np.linspace(0.0, t_final, n_snapshots)
-        if method == "exact":
-            states, step, n_steps = self._solve_exact(s0, t_final, n_snapshots), math.nan, 0
-        else:
-            step, n_sub = self._step_size(method, dt, t_final / (n_snapshots - 1))
-            if method == "explicit":
-                advance = self._explicit_advance(step)
-            else:
-                stepper = self._implicit_stepper(method, step)
+        interval = t_final / (n_snapshots - 1)
+        step, n_sub = stepper.step_size(dt, interval)
+        n_total = n_sub * (n_snapshots - 1)
+        stepper.prepare(step)
+        reported_dt, reported_steps = stepper.reported(step, n_total)
 
-                def advance(s, n):
-                    for _ in range(n):
-                        s = stepper(s)
-                    return s
+        def time(n: int) -> float:
+            # whole intervals times their length: snapshot times equal np.linspace(0, t_final, n_snapshots)
+            return t_final if n == n_total else (n // n_sub) * interval + (n % n_sub) * step
 
-            states = [s0]
-            s = s0
-            bar = tqdm(total=n_sub * (n_snapshots - 1), desc=f"{self.form} {method}", disable=None if progress is None else not progress)
-            with self._op.threads(), bar:
-                for _ in range(n_snapshots - 1):
-                    s = advance(s, n_sub)
-                    states.append(np.array(s, copy=True))
-                    bar.update(n_sub)
-            n_steps = n_sub * (n_snapshots - 1)
-        values = np.stack([self._from_state(np.reshape(s, self.grid.shape)) for s in states])
-        return PDESolution(times, values, self.grid, self.form, method, step, n_steps)
+        recorder = SnapshotRecorder(n_snapshots=n_snapshots)
+        group = TrackerGroup([recorder, *_progress(progress), *TrackerGroup(trackers).trackers])
+        visits = group.plan(n_total, step)
+        info = self._run_info(method, reported_dt, reported_steps, n_total, step)
+        with self._op.threads(), group.running(self._from_state(s0.reshape(self.grid.shape)), 0.0, self, info):
+            for n, s in stepper.trajectory(s0, visits, time):
+                group.handle(self._from_state(np.reshape(s, self.grid.shape)), time(n), n)
+        return PDESolution(np.array(recorder.times), recorder.values, self.grid, self.form, method,
+                           reported_dt, reported_steps)
 
-    def _step_size(self, method: str, dt: float | None, interval: float) -> tuple[float, int]:
-        if method == "explicit":
-            limit = self.max_stable_dt()
-            if dt is None:
-                dt = self.default_dt("explicit")
-                logger.info("explicit: dt=None, using dt=%.6g (0.9 x stability limit %.6g)", dt, limit)
-            elif dt > limit * (1.0 + 1e-12):
-                raise ValueError(
-                    f"dt={dt:.6g} exceeds the explicit stability limit max_stable_dt()={limit:.6g} "
-                    "(1 / max|L_ii|); use a smaller dt, dt=None, or an implicit method"
-                )
-        elif dt is None:
-            dt = self.default_dt(method)
-        n_sub = max(1, math.ceil(interval / dt))
-        if interval / n_sub > dt:  # ceil can round down by an ulp: never step beyond what was allowed
-            n_sub += 1
-        return interval / n_sub, n_sub
-
-    def _explicit_advance(self, dt: float) -> Callable[[np.ndarray, int], np.ndarray]:
-        """``advance(s, n)``: n explicit Euler steps of size dt (one snapshot interval), into alternating buffers.
-
-        Where the operator fuses steps (:attr:`FluxOperator.can_fuse_steps`: features form, constant diagonal
-        metric), the n steps run as groups of :meth:`FluxOperator.fused_steps` steps, each group one pass of the
-        multi-step kernel (temporal blocking), then one shorter group for the remainder (a single step runs the
-        single-step kernel); otherwise as n single fused steps. Every step has the same dt, so the snapshot times
-        are unchanged, and the result equals n single steps to round-off.
-        """
-        op = self._op
-        buffers = [np.empty(op.shape3), np.empty(op.shape3)]
-        scratch = np.empty(op.shape3) if op.cin is not None else None
-        group = op.fused_steps() if op.can_fuse_steps else 1
-        turn = [0]
-
-        def advance(s: np.ndarray, n: int) -> np.ndarray:
-            s = np.reshape(s, op.shape3)
-            while n > 0:
-                k = min(group, n)
-                out = buffers[turn[0]]
-                turn[0] ^= 1
-                s = op.euler_steps(s, out, dt, k) if k > 1 else op.euler_step(s, out, dt, scratch)
-                n -= k
-            return s
-
-        return advance
-
-    def _implicit_stepper(self, method: str, dt: float) -> Callable[[np.ndarray], np.ndarray]:
-        L = self._op.matrix()
-        eye = sp.identity(L.shape[0], format="csr")
-        theta = 0.5 if method == "crank-nicolson" else 1.0
-        lu = splu(sp.csc_matrix(eye - (theta * dt) * L))
-        if theta == 1.0:
-            return lambda s: lu.solve(np.ravel(s))
-        rhs = sp.csr_matrix(eye + (0.5 * dt) * L)
-        return lambda s: lu.solve(rhs @ np.ravel(s))
-
-    def _solve_exact(self, s0: np.ndarray, t_final: float, n_snapshots: int) -> list[np.ndarray]:
-        if self.grid.size > EXACT_MAX_NODES:
-            raise ValueError(
-                f"method='exact' is a reference for small grids (at most {EXACT_MAX_NODES} nodes); "
-                f"this grid has {self.grid.size}: use 'crank-nicolson' or 'implicit-euler'"
-            )
-        L = sp.csc_matrix(self._op.matrix())
-        out = expm_multiply(L, s0, start=0.0, stop=t_final, num=n_snapshots, endpoint=True)
-        return list(out)
+    def _run_info(self, method: str, dt: float, n_steps: int, n_total: int, step: float) -> dict:
+        """What trackers learn about a solve: the stored layout of its PDESolution (see Tracker.initialize)."""
+        empty = np.empty((0, *self.grid.shape))
+        arrays, config = PDESolution(np.empty(0), empty, self.grid, self.form, method, dt, n_steps).to_storage()
+        static = {k: v for k, v in arrays.items() if k not in ("times", "values")}
+        return {"description": f"{self.form} {method}", "kind": "PDESolution", "config": config,
+                "arrays": static, "step_name": "steps", "n_total": n_total, "dt": step}
 
 
+def _progress(progress: bool | None) -> list[ProgressBar]:
+    """The ``progress=`` shorthand: a ProgressBar unless False."""
+    return [] if progress is False else [ProgressBar(progress)]

@@ -1,0 +1,248 @@
+"""Time steppers of the attention-limit PDE, chosen by name (:data:`STEPPERS`).
+
+Each method is a small class with a ``name``; defining a subclass with a new ``name`` registers it (py-pde's
+solver registry, ``pde/solvers/base.py``, is the model), so ``AttentionLimitPDE.solve(method=name)`` finds it.
+A stepper works on the solver's state ``s`` (H, or the walkers' coordinate mass m) through its
+:class:`~continuum_attention.pde.operators.FluxOperator` ``L``, ``ds/dt = L s``:
+
+* :meth:`Stepper.default_dt` and :meth:`Stepper.check_dt`: its default step and its stability rule;
+* :meth:`Stepper.step_size`: the step actually used (shortened so each snapshot interval holds a whole number);
+* :meth:`Stepper.prepare` (once per solve: buffers, factorisations), then :meth:`Stepper.advance` ``(s, n)``;
+* :meth:`Stepper.trajectory`: the states at the visited steps (by default ``advance`` between visits).
+
+Time scales: with tau = 1 / max|L_ii| (the explicit limit; tau = h^2 / (2 d D) for diffusivity D), d = dim and
+N = max(grid.shape), the default steps are 0.9 tau (explicit), d N tau / (4 pi) (Crank-Nicolson) and d tau / 3
+(implicit Euler); see :meth:`AttentionLimitPDE.default_dt` for why.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable, ClassVar, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import expm_multiply, splu
+
+from .._validation import option
+from .operators import FluxOperator
+
+__all__ = ["Stepper", "ExplicitEuler", "CrankNicolson", "ImplicitEuler", "Exact", "STEPPERS", "BACKENDS",
+           "EXACT_MAX_NODES", "stepper_class"]
+
+# The solver's documented logger (AttentionLimitPDE.solve says where the explicit default step is reported).
+logger = logging.getLogger("continuum_attention.pde.solver")
+
+BACKENDS = ("numba", "numpy")  # the matrix-free kernels: Numba, or the NumPy references of pde/_kernels.py
+EXACT_MAX_NODES = 20_000  # expm_multiply costs ~ ||t L||_1 matrix products: a reference for small grids only
+_EXPLICIT_SAFETY = 0.9  # default explicit step as a fraction of the Gershgorin limit
+_LIMIT_SLACK = 1e-12  # a dt computed as the limit elsewhere may exceed it by rounding
+
+STEPPERS: dict[str, type["Stepper"]] = {}
+
+
+class Stepper:
+    """Base class: one time-stepping method of ``ds/dt = L s`` (subclasses set ``name``; see the module).
+
+    Parameters
+    ----------
+    operator : FluxOperator
+        The discrete operator L of the solver's form.
+    backend : {"numba", "numpy"}
+        Kernels of the matrix-free steps (steppers built on sparse matrices ignore it).
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            if cls.name in STEPPERS:
+                raise ValueError(f"a stepper named {cls.name!r} exists already ({STEPPERS[cls.name].__qualname__})")
+            STEPPERS[cls.name] = cls
+
+    def __init__(self, operator: FluxOperator, *, backend: str = "numba"):
+        self.operator = operator
+        self.backend = option(backend, "backend", BACKENDS)
+        self.dt = math.nan
+
+    # -- the step --------------------------------------------------------------------------------------
+    def default_dt(self) -> float:
+        """The step used when ``dt=None``."""
+        raise NotImplementedError
+
+    def check_dt(self, dt: float | None) -> float:
+        """The step to use for a requested ``dt`` (None: :meth:`default_dt`); ValueError where it is refused."""
+        return self.default_dt() if dt is None else dt
+
+    def step_size(self, dt: float | None, interval: float) -> tuple[float, int]:
+        """``(step, n)``: n equal steps per snapshot ``interval``, none longer than :meth:`check_dt` allows."""
+        dt = self.check_dt(dt)
+        n_sub = max(1, math.ceil(interval / dt))
+        if interval / n_sub > dt:  # ceil can round down by an ulp: never step beyond what was allowed
+            n_sub += 1
+        return interval / n_sub, n_sub
+
+    def reported(self, dt: float, n_steps: int) -> tuple[float, int]:
+        """The ``(dt, n_steps)`` a solution reports for this run."""
+        return dt, n_steps
+
+    # -- advancing -------------------------------------------------------------------------------------
+    def prepare(self, dt: float) -> None:
+        """Set up steps of size ``dt`` (once per solve)."""
+        self.dt = dt
+
+    def advance(self, s: np.ndarray, n_steps: int) -> np.ndarray:
+        """The state ``n_steps`` steps after ``s`` (may be a buffer the next call overwrites)."""
+        raise NotImplementedError
+
+    def trajectory(self, s0: np.ndarray, visits: np.ndarray, time: Callable[[int], float]
+                   ) -> Iterator[tuple[int, np.ndarray]]:
+        """``(step, state)`` at every visited step after 0, in order (``time(step)``: its time)."""
+        s, done = s0, 0
+        for n in visits:
+            if n > done:
+                s = self.advance(s, int(n - done))
+                done = int(n)
+                yield done, s
+
+
+class ExplicitEuler(Stepper):
+    """Explicit (forward) Euler, s <- s + dt L s, matrix-free.
+
+    Stability: dt <= 1 / max_i |L_ii| (Gershgorin; :meth:`FluxOperator.max_stable_dt`, capped further where mixed
+    metric terms are present). A dt above that limit (by more than 1e-12 relative) is refused with ValueError;
+    ``dt=None`` uses 0.9 times the limit and logs it at INFO level (logger ``continuum_attention.pde.solver``).
+
+    Where the operator fuses steps (:attr:`FluxOperator.can_fuse_steps`: features form, constant diagonal
+    metric), n steps run as groups of :meth:`FluxOperator.fused_steps` steps, each group one pass of the
+    multi-step kernel (temporal blocking), then one shorter group for the remainder (a single step runs the
+    single-step kernel); otherwise as n single fused steps. The result equals n single steps bitwise.
+    Backend "numpy" runs the same groups with the NumPy reference kernels.
+    """
+
+    name = "explicit"
+
+    def default_dt(self) -> float:
+        return _EXPLICIT_SAFETY * self.operator.max_stable_dt()
+
+    def check_dt(self, dt: float | None) -> float:
+        limit = self.operator.max_stable_dt()
+        if dt is None:
+            dt = self.default_dt()
+            logger.info("explicit: dt=None, using dt=%.6g (0.9 x stability limit %.6g)", dt, limit)
+        elif dt > limit * (1.0 + _LIMIT_SLACK):
+            raise ValueError(
+                f"dt={dt:.6g} exceeds the explicit stability limit max_stable_dt()={limit:.6g} "
+                "(1 / max|L_ii|); use a smaller dt, dt=None, or an implicit method"
+            )
+        return dt
+
+    def prepare(self, dt: float) -> None:
+        super().prepare(dt)
+        op = self.operator
+        self._buffers = [np.empty(op.shape3), np.empty(op.shape3)]
+        self._scratch = np.empty(op.shape3) if op.cin is not None else None
+        self._group = op.fused_steps() if op.can_fuse_steps else 1
+        self._turn = 0
+
+    def advance(self, s: np.ndarray, n_steps: int) -> np.ndarray:
+        op, reference = self.operator, self.backend == "numpy"
+        s = np.reshape(s, op.shape3)
+        while n_steps > 0:
+            k = min(self._group, n_steps)
+            out = self._buffers[self._turn]
+            self._turn ^= 1  # alternate buffers: the input of a group is the previous group's output
+            if k > 1:
+                s = op.euler_steps(s, out, self.dt, k, reference=reference)
+            else:
+                s = op.euler_step(s, out, self.dt, self._scratch, reference=reference)
+            n_steps -= k
+        return s
+
+
+class _Theta(Stepper):
+    """(I - theta dt L) s_new = (I + (1 - theta) dt L) s: sparse matrix assembled once, LU-factorised once."""
+
+    theta: ClassVar[float] = 1.0
+
+    def prepare(self, dt: float) -> None:
+        super().prepare(dt)
+        L = self.operator.matrix()
+        eye = sp.identity(L.shape[0], format="csr")
+        self._lu = splu(sp.csc_matrix(eye - (self.theta * dt) * L))
+        self._rhs = None if self.theta == 1.0 else sp.csr_matrix(eye + ((1.0 - self.theta) * dt) * L)
+
+    def advance(self, s: np.ndarray, n_steps: int) -> np.ndarray:
+        s = np.ravel(s)
+        for _ in range(n_steps):
+            s = self._lu.solve(s if self._rhs is None else self._rhs @ s)
+        return s
+
+
+class CrankNicolson(_Theta):
+    """Crank-Nicolson (theta = 1/2, second order); default step d N tau / (4 pi) (see the module docstring)."""
+
+    name = "crank-nicolson"
+    theta = 0.5
+
+    def default_dt(self) -> float:
+        grid = self.operator.grid
+        return grid.dim * max(grid.shape) * self.operator.max_stable_dt() / (4.0 * math.pi)
+
+
+class ImplicitEuler(_Theta):
+    """Implicit (backward) Euler (first order, positivity-preserving); default step d tau / 3."""
+
+    name = "implicit-euler"
+    theta = 1.0
+
+    def default_dt(self) -> float:
+        return self.operator.grid.dim * self.operator.max_stable_dt() / 3.0
+
+
+class Exact(Stepper):
+    """exp(t L) s by scipy's expm_multiply: a reference for grids of at most EXACT_MAX_NODES nodes.
+
+    It takes no time step: its "steps" are the snapshot intervals (``dt`` is unused and the solution reports
+    dt = NaN, n_steps = 0), and all states up to the last visit come from one expm_multiply call on the
+    equally spaced times.
+    """
+
+    name = "exact"
+
+    def default_dt(self) -> float:
+        raise ValueError("method='exact' takes no time step (expm_multiply): it has no default dt")
+
+    def step_size(self, dt: float | None, interval: float) -> tuple[float, int]:
+        return interval, 1
+
+    def reported(self, dt: float, n_steps: int) -> tuple[float, int]:
+        return math.nan, 0
+
+    def prepare(self, dt: float) -> None:
+        size = self.operator.grid.size
+        if size > EXACT_MAX_NODES:
+            raise ValueError(
+                f"method='exact' is a reference for small grids (at most {EXACT_MAX_NODES} nodes); "
+                f"this grid has {size}: use 'crank-nicolson' or 'implicit-euler'"
+            )
+        super().prepare(dt)
+
+    def trajectory(self, s0, visits, time):
+        if visits.size == 0 or visits[-1] == 0:
+            return
+        last = int(visits[-1])
+        L = sp.csc_matrix(self.operator.matrix())
+        states = expm_multiply(L, s0, start=0.0, stop=time(last), num=last + 1, endpoint=True)
+        for n in visits:
+            if n > 0:
+                yield int(n), states[n]
+
+
+def stepper_class(method: str) -> type[Stepper]:
+    """The stepper registered as ``method`` (ValueError naming the valid methods otherwise)."""
+    if not isinstance(method, str) or method not in STEPPERS:
+        raise ValueError(f"method must be one of {tuple(STEPPERS)}, got method={method!r}")
+    return STEPPERS[method]
