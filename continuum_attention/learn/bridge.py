@@ -30,27 +30,32 @@ For each (variant, seed), with the fixed ``PROTOCOL``:
 
 The KDE is the coordinate density q of the training points; the solver uses p = q / sqrt|g| (THEORY
 section 3 pitfall), so both metrics see the same sampled points. :func:`bridge` runs one (variant, seed),
-:func:`bridge_study` all of them (``simulations/learn_bridge.py``: 10 seeds, 96x96 grid; ``--quick``: 3 seeds,
-40x40 grid).
+:func:`bridge_study` all of them, :func:`bridge_table` and :func:`study_table` print them. The figure is
+:func:`.figures.bridge_figure`; the script ``simulations/learn_bridge.py`` runs the study (10 seeds, 96x96 grid;
+``--quick``: 3 seeds, 40x40 grid) and saves the result and the figure.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..densities import Density, truncated_kde
+from ..domains import Box
+from ..grid import Grid
 from ..metrics import ScaledMetric
-from .experiments import _ipn_trial, moons_data, settings
-from .layers import MetricAttention, _check_int
+from ..pde import AttentionLimitPDE
+from .experiments import ipn_trial, moons_data, settings
+from .layers import MetricAttention, check_int
 from .models import InformationPropagationNetwork
 from .training import seed_all
 
-__all__ = ["bridge", "bridge_study", "train_moons_metric", "kde_density", "ScaledMetric", "LabelPropagation",
-           "metric_measures", "moon_paths", "VARIANTS", "PROTOCOL"]
+__all__ = ["bridge", "bridge_study", "bridge_table", "study_table", "train_moons_metric", "kde_density",
+           "heat_flow", "ScaledMetric", "LabelPropagation", "metric_measures", "moon_paths", "VARIANTS",
+           "VARIANT_LABELS", "PROTOCOL", "BOX"]
 
 BOX = ((-1.75, -1.25), (2.75, 1.75))
 
@@ -84,8 +89,8 @@ class LabelPropagation(nn.Module):
     def __init__(self, dim: int = 2, num_classes: int = 2, *, hidden: int = 10, layers: int = 4, eps: float = 0.5):
         super().__init__()
         self.attn = MetricAttention(dim, hidden=hidden, eps=eps, value=False)
-        self.layers = _check_int(layers, "layers")
-        self.num_classes = _check_int(num_classes, "num_classes", 2)
+        self.layers = check_int(layers, "layers")
+        self.num_classes = check_int(num_classes, "num_classes", 2)
 
     def forward(self, x: Tensor, labels: Tensor, known: Tensor) -> Tensor:
         """Class scores H_L (N, C) for points x (N, d), integer labels (N,) and a boolean ``known`` (N,)."""
@@ -127,7 +132,7 @@ def _train_label_propagation(x, y, test, seed: int, epochs: int, layers: int, hi
 
 
 def _train_ipn(x, y, test, seed: int, epochs: int, block_mlp: bool, lr: float, wd: float, mlp_width: int = 10):
-    """The IPN of :func:`.experiments._ipn_trial` (full batch, cross-entropy on the training points)."""
+    """The IPN of :func:`.experiments.ipn_trial` (full batch, cross-entropy on the training points)."""
     seed_all(seed)
     model = InformationPropagationNetwork(x.shape[1], int(y.max()) + 1, attention="metric", width=10,
                                           mlp_width=mlp_width, layers=2, block_mlp=block_mlp)
@@ -148,16 +153,16 @@ def _train_ipn(x, y, test, seed: int, epochs: int, block_mlp: bool, lr: float, w
 def train_moons_metric(seed: int = 0, epochs: int | None = None, variant: str = "ipn"):
     """Train one bridge variant on two moons; returns (model, x, y, test, test accuracy).
 
-    ``"ipn"``: the metric-attention IPN of the two-moons experiment (its quick settings, :func:`._ipn_trial`);
-    ``"ipn_attention_only"``: the same IPN without block MLPs; ``"label_propagation"``:
-    :class:`LabelPropagation` (``PROTOCOL`` settings). ``epochs`` overrides the variant's number of epochs.
+    ``"ipn"``: the metric-attention IPN of the two-moons experiment (its quick settings,
+    :func:`.experiments.ipn_trial`); ``"ipn_attention_only"``: the same IPN without block MLPs;
+    ``"label_propagation"``: :class:`LabelPropagation` (``PROTOCOL`` settings). ``epochs`` overrides the variant's number of epochs.
     Every model's ``input_metric()`` is its pseudo-metric pulled back to the plane.
     """
     x, y, test = moons_data()
     P = PROTOCOL
     if variant == "ipn":
         cfg = settings("two_moons", True, {"epochs": epochs})
-        trial = _ipn_trial(x, y, test, "metric", seed, cfg)
+        trial = ipn_trial(x, y, test, "metric", seed, cfg)
         for _ in range(cfg["epochs"]):
             trial.train_epoch()
         trial.model.eval()
@@ -175,35 +180,10 @@ def train_moons_metric(seed: int = 0, epochs: int | None = None, variant: str = 
     return model, x.astype(np.float64), y, test, acc
 
 
-def kde_density(points: np.ndarray, bandwidth: float = 0.2, floor: float = 0.02):
-    """Gaussian KDE of ``points`` truncated to the bridge Box, mixed with ``floor`` times the uniform density.
-
-    Normalised exactly (each truncated kernel's mass is a product of error functions), so no quadrature.
-    """
-    from scipy.special import erf
-
-    from ..densities import Density
-    from ..domains import Box
-
-    box = Box(*BOX)
-    pts = np.asarray(points, dtype=np.float64)
-    vol = float(box.volume)
-    z = np.sqrt(2.0) * bandwidth
-    mass = np.prod(0.5 * (erf((box.upper - pts) / z) - erf((box.lower - pts) / z)), axis=1)  # (K,)
-
-    def parts(x: np.ndarray):
-        diff = x[:, None, :] - pts[None, :, :]
-        k = np.exp(-0.5 * (diff**2).sum(-1) / bandwidth**2) / (2 * np.pi * bandwidth**2 * len(pts) * mass.mean())
-        return diff, k
-
-    def pdf(x: np.ndarray) -> np.ndarray:
-        return (1 - floor) * parts(x)[1].sum(1) + floor / vol
-
-    def grad_log(x: np.ndarray) -> np.ndarray:
-        diff, k = parts(x)
-        return -(1 - floor) * np.einsum("pk,pkd->pd", k, diff) / bandwidth**2 / pdf(x)[:, None]
-
-    return Density(box, pdf, grad_log, normalize=False, name="kde")
+def kde_density(points: np.ndarray, bandwidth: float = 0.2, floor: float = 0.02) -> Density:
+    """Gaussian KDE of ``points`` truncated to the bridge :data:`BOX`, mixed with ``floor`` times the uniform
+    density: :func:`continuum_attention.densities.truncated_kde` on ``Box(*BOX)`` (exact normalisation)."""
+    return truncated_kde(Box(*BOX), points, bandwidth, floor)
 
 
 def metric_fields(metric, grid_points: np.ndarray) -> dict[str, np.ndarray]:
@@ -228,10 +208,6 @@ def heat_flow(metric, density, h0: np.ndarray, t_final: float, n_snapshots: int,
     default step, which follows the smallest eigenvalue of g anywhere on the grid (far from the data a learned
     metric can be small, which makes that step tiny); the bridge passes ``PROTOCOL["dt"]``. Returns (T, *grid.shape).
     """
-    from ..domains import Box
-    from ..grid import Grid
-    from ..pde import AttentionLimitPDE
-
     grid = Grid(Box(*BOX), shape)
     pde = AttentionLimitPDE(grid, density, metric=metric, form="features")
     return pde.solve(h0.reshape(grid.shape), float(t_final), method="implicit-euler", n_snapshots=n_snapshots,
@@ -323,12 +299,7 @@ def bridge(quick: bool = True, seed: int = 0, shape: int | None = None, t_final:
     Snapshots at ``n_snapshots`` equally spaced times in [0, t_final]. ``variant`` is one of :data:`VARIANTS`
     (default ``"ipn"``, the original bridge). ``euclidean`` may pass the Euclidean flow of an earlier call with
     the same grid and times (it depends on neither the seed nor the variant) to skip recomputing it.
-
-    ``result["pde_error"]`` holds the reason when the PDE solver is unavailable (the metric part still runs).
     """
-    from ..grid import Grid
-    from ..domains import Box
-
     shape = shape if shape is not None else (48 if quick else 96)
     times = np.linspace(0.0, t_final, n_snapshots)
     model, x, y, test, acc = train_moons_metric(seed, epochs, variant)
@@ -347,15 +318,11 @@ def bridge(quick: bool = True, seed: int = 0, shape: int | None = None, t_final:
     out["config"] = {"seed": seed, "variant": variant, "shape": shape, "t_final": t_final, "n_snapshots": n_snapshots,
                      "box": BOX, "bandwidth": 0.2, "floor": 0.02, "quick": quick, "epochs": epochs_used}
     h0 = _nearest_label(grid.points, x[~test], y[~test])
-    try:
-        density = kde_density(x[~test])
-        dt = min(PROTOCOL["dt"], t_final / (n_snapshots - 1))
-        flows = {"learned": heat_flow(metric, density, h0, t_final, n_snapshots, shape, dt)}
-        flows["euclidean"] = (euclidean["flows"]["euclidean"] if euclidean is not None
-                              else heat_flow(None, density, h0, t_final, n_snapshots, shape, dt))
-    except (ImportError, AttributeError, TypeError, NotImplementedError) as err:
-        out["pde_error"] = f"{type(err).__name__}: {err}"
-        return out
+    density = kde_density(x[~test])
+    dt = min(PROTOCOL["dt"], t_final / (n_snapshots - 1))
+    flows = {"learned": heat_flow(metric, density, h0, t_final, n_snapshots, shape, dt)}
+    flows["euclidean"] = (euclidean["flows"]["euclidean"] if euclidean is not None
+                          else heat_flow(None, density, h0, t_final, n_snapshots, shape, dt))
     out["flows"] = flows
     out["contrast"], out["accuracy"] = {}, {}
     for name, h in flows.items():
@@ -388,7 +355,7 @@ def bridge_study(quick: bool = True, seeds: Sequence[int] | int = 3, variants: S
             t0 = time.perf_counter()
             r = bridge(quick=quick, seed=s, shape=shape, t_final=t_final, n_snapshots=n_snapshots, variant=name,
                        euclidean=euclid)
-            if "flows" in r and euclid is None:
+            if euclid is None:
                 euclid = r
             rows.append(r)
             if verbose:
@@ -402,21 +369,16 @@ def bridge_study(quick: bool = True, seeds: Sequence[int] | int = 3, variants: S
                ("stretch_ratio", "lmax_ratio", "lmax_boundary", "lmax_interior", "anisotropy", "min_eigenvalue")},
             "stretch_within": np.stack([r["measures"]["stretch_within"] for r in rows]),
             "stretch_crossing": np.stack([r["measures"]["stretch_crossing"] for r in rows]),
-            "example": {k: rows[0][k] for k in ("fields", "data_log_trace", "flows") if k in rows[0]},
+            "example": {k: rows[0][k] for k in ("fields", "data_log_trace", "flows")},
+            "flow_range": np.stack([r["flow_range"]["learned"] for r in rows]),
+            "contrast": np.stack([r["contrast"]["learned"] for r in rows]),
+            "accuracy": np.stack([r["accuracy"]["learned"] for r in rows]),
         }
-        if "flows" in rows[0]:
-            v["flow_range"] = np.stack([r["flow_range"]["learned"] for r in rows])
-            v["contrast"] = np.stack([r["contrast"]["learned"] for r in rows])
-            v["accuracy"] = np.stack([r["accuracy"]["learned"] for r in rows])
         out["variants"][name] = v
-    first = euclid if euclid is not None else rows[0]
     for k in ("x", "y", "test", "axes", "times"):
-        out[k] = first[k]
-    if euclid is not None:
-        out["euclidean"] = {"contrast": euclid["contrast"]["euclidean"], "accuracy": euclid["accuracy"]["euclidean"],
-                            "flow": euclid["flows"]["euclidean"]}
-    else:
-        out["pde_error"] = rows[0].get("pde_error")
+        out[k] = euclid[k]
+    out["euclidean"] = {"contrast": euclid["contrast"]["euclidean"], "accuracy": euclid["accuracy"]["euclidean"],
+                        "flow": euclid["flows"]["euclidean"]}
     out["config"] = dict(PROTOCOL, seeds=seeds, variants=list(variants), shape=shape, t_final=t_final,
                          n_snapshots=n_snapshots, box=BOX, bandwidth=0.2, floor=0.02, quick=quick,
                          ipn_epochs_original=settings("two_moons", True, {})["epochs"])
@@ -431,9 +393,6 @@ def bridge_table(result: dict[str, Any]) -> str:
              f"log10(tr g/2) on data: median {np.median(result['data_log_trace']):.2f}, "
              f"5-95% [{np.percentile(result['data_log_trace'], 5):.2f}, {np.percentile(result['data_log_trace'], 95):.2f}]; "
              f"stretch crossing/within {m['stretch_ratio']:.3f}; lambda_max boundary/interior {m['lmax_ratio']:.3f}"]
-    if "flows" not in result:
-        lines.append(f"heat flow not computed: {result.get('pde_error')}")
-        return "\n".join(lines)
     lines.append(f"{'t':>6s} {'contrast learned':>17s} {'contrast eucl.':>15s} {'acc learned':>12s} {'acc eucl.':>10s}")
     for i, t in enumerate(result["times"]):
         lines.append(f"{t:6.3f} {result['contrast']['learned'][i]:17.4f} {result['contrast']['euclidean'][i]:15.4f} "
@@ -457,141 +416,21 @@ def study_table(study: dict[str, Any]) -> str:
     for name, v in study["variants"].items():
         lines.append(f"{name:20s} {_ms(v['test_accuracy']):>15s} {_ms(v['stretch_ratio']):>21s} "
                      f"{_ms(v['lmax_ratio']):>17s} {_ms(v['anisotropy']):>15s}")
-    if "euclidean" in study:
-        head = "  ".join(f"t={t:.2f}" for t in times[1:])
-        lines.append(f"heat-flow contrast of the test points (mean +- std over seeds): {head}")
-        lines.append(f"{'euclidean':20s} " + "  ".join(f"{c:14.3f}" for c in study["euclidean"]["contrast"][1:]))
-        for name, v in study["variants"].items():
-            lines.append(f"{name:20s} " + "  ".join(f"{_ms(v['contrast'][:, i]):>14s}" for i in range(1, len(times))))
-        lines.append("heat-flow accuracy of H > 1/2 on the test points:")
-        lines.append(f"{'euclidean':20s} " + "  ".join(f"{c:14.3f}" for c in study["euclidean"]["accuracy"][1:]))
-        for name, v in study["variants"].items():
-            lines.append(f"{name:20s} " + "  ".join(f"{_ms(v['accuracy'][:, i]):>14s}" for i in range(1, len(times))))
-    else:
-        lines.append(f"heat flow not computed: {study.get('pde_error')}")
+    head = "  ".join(f"t={t:.2f}" for t in times[1:])
+    lines.append(f"heat-flow contrast of the test points (mean +- std over seeds): {head}")
+    lines.append(f"{'euclidean':20s} " + "  ".join(f"{c:14.3f}" for c in study["euclidean"]["contrast"][1:]))
+    for name, v in study["variants"].items():
+        lines.append(f"{name:20s} " + "  ".join(f"{_ms(v['contrast'][:, i]):>14s}" for i in range(1, len(times))))
+    lines.append("heat-flow accuracy of H > 1/2 on the test points:")
+    lines.append(f"{'euclidean':20s} " + "  ".join(f"{c:14.3f}" for c in study["euclidean"]["accuracy"][1:]))
+    for name, v in study["variants"].items():
+        lines.append(f"{name:20s} " + "  ".join(f"{_ms(v['accuracy'][:, i]):>14s}" for i in range(1, len(times))))
     lines.append("per seed: test accuracy / stretch ratio / lambda_max ratio / contrast at t_final (learned - Euclidean)"
                  " / range of H (learned)")
     for name, v in study["variants"].items():
         for i, s in enumerate(seeds):
-            dc = (f"{v['contrast'][i, -1] - study['euclidean']['contrast'][-1]:+.3f}" if "euclidean" in study else "n/a")
-            rg = f"[{v['flow_range'][i, 0]:.3f}, {v['flow_range'][i, 1]:.3f}]" if "flow_range" in v else ""
+            dc = f"{v['contrast'][i, -1] - study['euclidean']['contrast'][-1]:+.3f}"
+            rg = f"[{v['flow_range'][i, 0]:.3f}, {v['flow_range'][i, 1]:.3f}]"
             lines.append(f"  {name:20s} seed {s}: {v['test_accuracy'][i]:.3f} / {v['stretch_ratio'][i]:.3f} / "
                          f"{v['lmax_ratio'][i]:.3f} / {dc} / {rg}")
     return "\n".join(lines)
-
-
-def plot_bridge(result: dict[str, Any], path: str | Path) -> Path:
-    """Figure of a :func:`bridge_study` (or of a single :func:`bridge` run, drawn as a one-variant study)."""
-    if "variants" not in result:
-        result = _as_study(result)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Ellipse
-
-    ax0, ax1 = result["axes"]
-    names = list(result["variants"])
-    times = result["times"]
-    has_flow = "euclidean" in result
-    mid = len(times) // 2
-    fig, axes = plt.subplots(len(names) + 1, 4, figsize=(17, 3.5 * (len(names) + 1)), squeeze=False)
-    x, y = result["x"], result["y"]
-    paths = moon_paths()
-    for row, name in enumerate(names):
-        v = result["variants"][name]
-        ex = v["example"]
-        w, vec = ex["fields"]["eigenvalues"], ex["fields"]["eigenvectors"]
-        panels = [(ex["fields"]["log_trace"], "log10(tr g / 2)", f"{VARIANT_LABELS.get(name, name)}, seed {result['seeds'][0]}\nlearned g (unit balls)"),
-                  (np.log10(w[:, 1] / np.maximum(w[:, 0], 1e-300)), "log10(lambda_max / lambda_min)",
-                   f"anisotropy; paths within (white) / across (magenta)\nstretch across/within {v['stretch_ratio'][0]:.2f}")]
-        for ax, (vals, label, title) in zip(axes[row, :2], panels):
-            im = ax.pcolormesh(ax0, ax1, vals.reshape(len(ax0), len(ax1)).T, cmap="viridis", shading="auto")
-            fig.colorbar(im, ax=ax, label=label)
-            ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", s=3, edgecolors="none")
-            ax.set_title(title, fontsize=9)
-            ax.set_aspect("equal")
-        _ellipses(axes[row, 0], ax0, ax1, w, vec, Ellipse)
-        for p in paths["within"]:
-            axes[row, 1].plot(p[:, 0], p[:, 1], "w-", lw=0.8)
-        for p in paths["crossing"]:
-            axes[row, 1].plot(p[:, 0], p[:, 1], "m-", lw=0.8)
-        for j, k in enumerate((mid, len(times) - 1)):
-            a = axes[row, 2 + j]
-            if has_flow:
-                a.pcolormesh(ax0, ax1, ex["flows"]["learned"][k].T, cmap="coolwarm", vmin=0, vmax=1, shading="auto")
-                a.scatter(x[:, 0], x[:, 1], c="k", s=0.5)
-            a.set(title=f"H(t), learned metric, t = {times[k]:g}", aspect="equal")
-    bottom = axes[-1]
-    if has_flow:
-        for j, k in enumerate((mid, len(times) - 1)):
-            bottom[j].pcolormesh(ax0, ax1, result["euclidean"]["flow"][k].T, cmap="coolwarm", vmin=0, vmax=1, shading="auto")
-            bottom[j].scatter(x[:, 0], x[:, 1], c="k", s=0.5)
-            bottom[j].set(title=f"H(t), Euclidean metric, t = {times[k]:g}", aspect="equal")
-        colors = ["tab:gray", "tab:orange", "tab:green", "tab:blue", "tab:purple"]
-        for a, key, label in ((bottom[2], "contrast", "class contrast of H(t)"), (bottom[3], "accuracy", "accuracy of H(t) > 1/2")):
-            for c, name in zip(colors, names):
-                vals = result["variants"][name][key]
-                a.plot(times, vals.mean(0), "o-", color=c, label=name)
-                a.fill_between(times, vals.min(0), vals.max(0), color=c, alpha=0.2)
-            a.plot(times, result["euclidean"][key], "k--", label="Euclidean")
-            a.set(xlabel="t", title=f"{label}\ntest points, {len(result['seeds'])} seeds (mean, min-max)")
-            a.legend(fontsize=7)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
-
-
-def _as_study(r: dict[str, Any]) -> dict[str, Any]:
-    """A single :func:`bridge` result in the layout of :func:`bridge_study` (one seed, one variant)."""
-    m = r["measures"]
-    v = {"test_accuracy": np.array([r["test_accuracy"]]), "stretch_ratio": np.array([m["stretch_ratio"]]),
-         "example": {k: r[k] for k in ("fields", "flows") if k in r}}
-    out = {"variants": {r.get("variant", "ipn"): v}, "seeds": np.array([r["config"]["seed"]])}
-    for k in ("x", "y", "axes", "times"):
-        out[k] = r[k]
-    if "flows" in r:
-        v["contrast"], v["accuracy"] = r["contrast"]["learned"][None], r["accuracy"]["learned"][None]
-        out["euclidean"] = {"contrast": r["contrast"]["euclidean"], "accuracy": r["accuracy"]["euclidean"],
-                            "flow": r["flows"]["euclidean"]}
-    return out
-
-
-def _ellipses(ax, ax0: np.ndarray, ax1: np.ndarray, w: np.ndarray, v: np.ndarray, Ellipse) -> None:
-    """Unit balls of g on a coarse sub-grid, scaled so the median ball fits its cell."""
-    pts = np.stack(np.meshgrid(ax0, ax1, indexing="ij"), -1).reshape(-1, 2)
-    stride = max(1, len(ax0) // 12)
-    sel = (np.arange(len(ax0))[:, None] % stride == 0) & (np.arange(len(ax1))[None, :] % stride == 0)
-    cell = stride * (ax0[1] - ax0[0])
-    r = 0.4 * cell * np.sqrt(np.median(w[:, 1]))
-    for k in np.flatnonzero(sel.ravel()):
-        lengths = np.minimum(2 * r / np.sqrt(np.maximum(w[k], 1e-12)), 3 * cell)
-        ang = np.degrees(np.arctan2(v[k, 1, 0], v[k, 0, 0]))
-        ax.add_patch(Ellipse(pts[k], lengths[0], lengths[1], angle=ang, fill=False, color="w", lw=0.7))
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line of ``simulations/learn_bridge.py``."""
-    import argparse
-
-    from ..storage import save
-
-    p = argparse.ArgumentParser(description="metric-attention bridge: learned metric and heat flow on two moons")
-    p.add_argument("--quick", action="store_true", help="3 seeds, 40x40 grid (default: 10 seeds, 96x96 grid)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default 3 quick, 10 full)")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--out", default="results")
-    p.add_argument("--figures", default="figures")
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    seeds = args.seeds if args.seeds is not None else (3 if args.quick else 10)
-    result = bridge_study(quick=args.quick, seeds=seeds, variants=args.variants, verbose=True)
-    print(result["table"])
-    arrays = {k: v for k, v in result.items() if k not in ("config",)}
-    print("wrote", save(Path(args.out) / "learn_bridge.h5", arrays, dict(result["config"], torch_version=torch.__version__),
-                         kind="learn_bridge"))
-    print("wrote", plot_bridge(result, Path(args.figures) / "learn_bridge.png"))
-    return result

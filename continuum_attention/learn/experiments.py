@@ -25,7 +25,7 @@ from .models import InformationPropagationNetwork, Seq2SeqTransformer
 from .training import Trial, compare_attention, plot_comparison, save_comparison, seed_all, summary_table
 
 __all__ = ["two_moons", "digits", "segmentation", "seq2seq", "moons_data", "digits_data", "figure_shapes",
-           "knn_mask", "finish", "SETTINGS"]
+           "knn_mask", "finish", "ipn_trial", "settings", "SETTINGS"]
 
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "two_moons": {
@@ -73,7 +73,7 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
 # -- transductive classification (IPN) ---------------------------------------------------------------------
 
 
-def _ipn_trial(x: np.ndarray, y: np.ndarray, test: np.ndarray, kind: str, seed: int, cfg: dict[str, Any]) -> Trial:
+def ipn_trial(x: np.ndarray, y: np.ndarray, test: np.ndarray, kind: str, seed: int, cfg: dict[str, Any]) -> Trial:
     """IPN over all points at once; loss on ~test, accuracy on test; noise added to test inputs only."""
     seed_all(seed)
     model = InformationPropagationNetwork(
@@ -144,7 +144,7 @@ def two_moons(quick: bool = True, seeds: int | Sequence[int] | None = None, verb
     """IPN on two moons for the three attention types (Table: lr 1e-3, wd 1e-4, width 10, MLP width 10)."""
     cfg = settings("two_moons", quick, dict(overrides, seeds=seeds))
     x, y, test = moons_data()
-    result = compare_attention(lambda k, s: _ipn_trial(x, y, test, k, s, cfg), seeds=_seed_list(cfg["seeds"]),
+    result = compare_attention(lambda k, s: ipn_trial(x, y, test, k, s, cfg), seeds=_seed_list(cfg["seeds"]),
                                epochs=cfg["epochs"], noise_levels=cfg["noise_levels"], verbose=verbose)
     return _finish(result, cfg, "two moons (IPN, 400 train / 100 test)")
 
@@ -155,7 +155,7 @@ def digits(quick: bool = True, seeds: int | Sequence[int] | None = None, mnist: 
     cfg = settings("digits", quick, dict(overrides, seeds=seeds))
     cfg["data"] = str(mnist) if mnist is not None else "sklearn digits"
     x, y, test = digits_data(cfg["subset"], mnist)
-    result = compare_attention(lambda k, s: _ipn_trial(x, y, test, k, s, cfg), seeds=_seed_list(cfg["seeds"]),
+    result = compare_attention(lambda k, s: ipn_trial(x, y, test, k, s, cfg), seeds=_seed_list(cfg["seeds"]),
                                epochs=cfg["epochs"], noise_levels=cfg["noise_levels"], verbose=verbose)
     return _finish(result, cfg, f"digits (IPN, {len(y) - test.sum()} train / {test.sum()} test)")
 

@@ -36,7 +36,8 @@ from torch import Tensor, nn
 
 from .._validation import positive_float
 
-__all__ = ["MetricAttentionBase", "SelfAttention", "L2SelfAttention", "MetricAttention", "make_attention", "ATTENTION_TYPES"]
+__all__ = ["MetricAttentionBase", "SelfAttention", "L2SelfAttention", "MetricAttention", "make_attention",
+           "ATTENTION_TYPES", "check_int"]
 
 
 def squared_distances(a: Tensor, b: Tensor) -> Tensor:
@@ -52,7 +53,9 @@ def squared_distances(a: Tensor, b: Tensor) -> Tensor:
     return sq.clamp_min(0.0)
 
 
-def _check_int(value: int, name: str, minimum: int = 1) -> int:
+def check_int(value: int, name: str, minimum: int = 1) -> int:
+    """``int(value)`` when ``value`` is an integer (of any type) >= ``minimum``; a ValueError naming ``name``
+    otherwise (2.5 is refused, not truncated)."""
     if int(value) != value or int(value) < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
     return int(value)
@@ -110,13 +113,13 @@ class MetricAttentionBase(nn.Module):
         out_proj: bool | None = None,
     ):
         super().__init__()
-        self.dim = _check_int(dim, "dim")
+        self.dim = check_int(dim, "dim")
         self.eps = positive_float(eps, "eps")
-        self.heads = _check_int(heads, "heads")
-        self.out_dim = _check_int(out_dim if out_dim is not None else dim, "out_dim")
+        self.heads = check_int(heads, "heads")
+        self.out_dim = check_int(out_dim if out_dim is not None else dim, "out_dim")
         if value:
             vd = value_dim if value_dim is not None else (dim if heads == 1 else max(1, dim // heads))
-            self.value_dim = _check_int(vd, "value_dim")
+            self.value_dim = check_int(vd, "value_dim")
             self.w_value = nn.Parameter(torch.empty(self.heads, self.value_dim, self.dim))
             nn.init.normal_(self.w_value, std=1.0 / math.sqrt(self.dim))
         else:
@@ -218,7 +221,7 @@ class SelfAttention(MetricAttentionBase):
 
     def __init__(self, dim: int, *, key_dim: int | None = None, **kwargs):
         super().__init__(dim, **kwargs)
-        kd = _check_int(key_dim if key_dim is not None else max(1, dim // self.heads), "key_dim")
+        kd = check_int(key_dim if key_dim is not None else max(1, dim // self.heads), "key_dim")
         self.key_dim = kd
         self.w_query = nn.Parameter(torch.randn(self.heads, kd, dim) / math.sqrt(dim) / kd**0.25)
         self.w_key = nn.Parameter(torch.randn(self.heads, kd, dim) / math.sqrt(dim) / kd**0.25)
@@ -244,7 +247,7 @@ class L2SelfAttention(MetricAttentionBase):
 
     def __init__(self, dim: int, *, key_dim: int | None = None, **kwargs):
         super().__init__(dim, **kwargs)
-        kd = _check_int(key_dim if key_dim is not None else dim, "key_dim")
+        kd = check_int(key_dim if key_dim is not None else dim, "key_dim")
         self.key_dim = kd
         self.weight = nn.Parameter(torch.randn(self.heads, kd, dim) / math.sqrt(dim))
 
@@ -280,7 +283,7 @@ class MetricAttention(MetricAttentionBase):
 
     def __init__(self, dim: int, *, hidden: int | None = None, **kwargs):
         super().__init__(dim, **kwargs)
-        m = _check_int(hidden if hidden is not None else dim, "hidden")
+        m = check_int(hidden if hidden is not None else dim, "hidden")
         self.hidden = m
         h = self.heads
         self.w1 = nn.Parameter(torch.randn(h, m, dim) / math.sqrt(dim))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .layers import MetricAttention, MetricAttentionBase, _check_int, make_attention
+from .layers import MetricAttention, MetricAttentionBase, check_int, make_attention
 
 __all__ = ["InformationPropagationNetwork", "TransformerBlock", "Seq2SeqTransformer", "causal_mask"]
 
@@ -75,16 +75,16 @@ class InformationPropagationNetwork(nn.Module):
         block_mlp: bool = True,
     ):
         super().__init__()
-        _check_int(layers, "layers")
+        check_int(layers, "layers")
         self.block_mlp = bool(block_mlp)
         self.attention_kind = attention
-        self.embed = nn.Linear(_check_int(in_dim, "in_dim"), _check_int(width, "width"))
+        self.embed = nn.Linear(check_int(in_dim, "in_dim"), check_int(width, "width"))
         self.attn = nn.ModuleList(
             make_attention(attention, width, hidden=mlp_width, heads=heads, eps=eps) for _ in range(layers)
         )
-        _check_int(mlp_width, "mlp_width")
+        check_int(mlp_width, "mlp_width")
         self.mlps = nn.ModuleList(_mlp(width, mlp_width) for _ in range(layers)) if self.block_mlp else None
-        self.head = nn.Linear(width, _check_int(num_classes, "num_classes"))
+        self.head = nn.Linear(width, check_int(num_classes, "num_classes"))
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Logits (batch, N, classes) for points x of shape (batch, N, in_dim) or (N, in_dim)."""
@@ -208,7 +208,7 @@ class Seq2SeqTransformer(nn.Module):
     def __init__(self, vocab: int, max_len: int, *, dim: int = 32, heads: int = 2, layers: int = 1,
                  mlp_width: int = 64, attention: str = "metric", eps: float = 0.5):
         super().__init__()
-        self.vocab, self.max_len = _check_int(vocab, "vocab", 2), _check_int(max_len, "max_len")
+        self.vocab, self.max_len = check_int(vocab, "vocab", 2), check_int(max_len, "max_len")
         self.tok = nn.Embedding(vocab, dim)
         self.pos_enc = nn.Parameter(torch.randn(max_len, dim) * 0.5)
         self.pos_dec = nn.Parameter(torch.randn(max_len, dim) * 0.5)
