@@ -42,7 +42,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got --workers {args.workers}")
-    results = reproduce(quick=not args.full, only=args.only, out=args.out, seed=args.seed, workers=args.workers, force=args.force)
+    from .storage import output_lock
+
+    with output_lock(args.out):
+        results = reproduce(quick=not args.full, only=args.only, out=args.out, seed=args.seed, workers=args.workers,
+                            force=args.force)
     print(format_table(results))
     out = Path(args.out)
     print(f"\nresults in {out / 'results'}, figures in {out / 'figures'}")
@@ -69,17 +73,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .compare import run_problem
     from .config import load_config
     from .plotting import plot_run
-    from .storage import save_result
+    from .storage import output_lock, save_result
 
     config = load_config(args.config, "run")
     problem, out, name = _problem_and_output(config)
     part, pde = config["particles"], config["pde"]
-    result = run_problem(
-        problem, part["N"], part["eps"], part["seed"], mode=part["mode"], grid_shape=pde["shape"],
-        method=pde["method"], truncate=part["truncate"],
-    )
-    h5 = save_result(out / "results" / f"{name}.h5", result)
-    png = _save_figure(plot_run(result), out / "figures" / f"{name}.png")
+    with output_lock(out):
+        result = run_problem(
+            problem, part["N"], part["eps"], part["seed"], mode=part["mode"], grid_shape=pde["shape"],
+            method=pde["method"], truncate=part["truncate"],
+        )
+        h5 = save_result(out / "results" / f"{name}.h5", result)
+        png = _save_figure(plot_run(result), out / "figures" / f"{name}.png")
     print(f"{'mode':12s} {result.mode}\n{'N':12s} {part['N']}\n{'eps':12s} {part['eps']}\n{'t_final':12s} {problem.t_final}")
     for key, value in result.errors.items():
         print(f"{key:12s} {value:.6g}")
@@ -91,7 +96,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     from . import compare
     from .config import load_config
     from .plotting import plot_convergence
-    from .storage import SweepFile
+    from .storage import SweepFile, output_lock
 
     config = load_config(args.config, "study")
     problem, out, name = _problem_and_output(config)
@@ -112,8 +117,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
         measures[study["quantity"]], study["N"], study["eps"], seeds, key=study["key"],
         store=SweepFile(out / "results" / f"{name}.h5"), config={"problem": problem.to_config(), "study": study, "pde": pde},
     )
-    result = sweep.run()
-    png = _save_figure(plot_convergence(result, title=name, ylabel=f"{study['quantity']} error ({study['key']})"), out / "figures" / f"{name}.png")
+    with output_lock(out):
+        result = sweep.run()
+        png = _save_figure(plot_convergence(result, title=name, ylabel=f"{study['quantity']} error ({study['key']})"), out / "figures" / f"{name}.png")
     print("N \\ eps " + " ".join(f"{e:>11.3g}" for e in result.eps_values))
     for n, row in zip(result.N_values, result.mean):
         print(f"{n:<8d} " + " ".join(f"{v:11.4g}" for v in row))

@@ -39,6 +39,7 @@ __all__ = [
     "RunResult",
     "run_problem",
     "reference_solution",
+    "cell_key",
 ]
 
 
@@ -318,8 +319,9 @@ def fit_slope(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     return float(coef[0]), float(np.sqrt(cov[0, 0]))
 
 
-def _cell_key(N: int, eps: float) -> str:
-    return f"N={int(N)}_eps={float(eps)!r}"  # repr: distinct floats never share a cell
+def cell_key(N: int, eps: float) -> str:
+    """The name of the (N, eps) cell in a sweep's store (repr: distinct floats never share a cell)."""
+    return f"N={int(N)}_eps={float(eps)!r}"
 
 
 @dataclass
@@ -475,7 +477,7 @@ class ConvergenceStudy:
         cells = list(itertools.product(range(N.size), range(eps.size)))
         bar = tqdm(cells, desc="convergence", disable=None if progress is None else not progress)
         for i, j in bar:
-            key = _cell_key(N[i], eps[j])
+            key = cell_key(N[i], eps[j])
             if key in stored:
                 cell = np.asarray(stored[key]["errors"])
                 if cell.shape != (seeds.size,):

@@ -83,10 +83,56 @@ def plot_run(run) -> Figure:
     return fig
 
 
-def plot_result_file(path) -> Figure:
-    """A figure for any stored result (run, convergence sweep, or study)."""
-    from .storage import load_result
+def _sweep_result(arrays: dict, config: dict):
+    """A ConvergenceResult from the cells of a (possibly unfinished) sweep file; missing cells are NaN."""
+    from .compare import ConvergenceResult, cell_key
 
+    N, eps, seeds = (np.asarray(config[k]) for k in ("N_values", "eps_values", "seeds"))
+    errors = np.full((N.size, eps.size, seeds.size), np.nan)
+    cells = arrays.get("cells", {})
+    for i, n in enumerate(N):
+        for j, e in enumerate(eps):
+            cell = cells.get(cell_key(int(n), float(e)))
+            if cell is not None:
+                errors[i, j] = np.asarray(cell["errors"])
+    return ConvergenceResult(N, eps, seeds, errors, dict(config)), len(cells)
+
+
+def _contents_figure(path, kind: str, arrays: dict, config: dict) -> Figure:
+    """A table of what a file holds (datasets and their shapes, configuration keys), for kinds without a plot."""
+    rows = []
+
+    def walk(group: dict, prefix: str) -> None:
+        for key, value in group.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}/")
+            else:
+                a = np.asarray(value)
+                rows.append([prefix + key, str(a.dtype), str(a.shape)])
+
+    walk(arrays, "")
+    rows = rows[:40] or [["(no datasets)", "", ""]]
+    fig = Figure(figsize=(8, 0.6 + 0.3 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.table(cellText=rows, colLabels=["dataset", "dtype", "shape"], loc="center")
+    ax.set_title(f"{path}: kind {kind!r}, configuration keys {sorted(config)[:8]}", fontsize=8)
+    return fig
+
+
+def plot_result_file(path) -> Figure:
+    """A figure for any file the package writes: a run, a convergence sweep (finished or not: its cells),
+    a study, a solution; any other kind gets a table of its contents."""
+    from .storage import RESULT_TYPES, load, load_result
+
+    arrays, meta = load(path)
+    kind, config = str(meta.get("kind", "arrays")), meta.get("config", {})
+    if kind == "sweep":
+        result, done = _sweep_result(arrays, config)
+        total = result.errors.shape[0] * result.errors.shape[1]
+        return plot_convergence(result, title=f"{path} ({done} of {total} cells)")
+    if kind not in RESULT_TYPES:
+        return _contents_figure(path, kind, arrays, config)
     result = load_result(path)
     name = type(result).__name__
     if name == "RunResult":
@@ -101,4 +147,4 @@ def plot_result_file(path) -> Figure:
         ax.table(cellText=rows, colLabels=["quantity", "measured", "expected", "tolerance", "ok"], loc="center")
         ax.set_title(result.name)
         return fig
-    raise ValueError(f"no plot for a stored {name}")
+    return _contents_figure(path, kind, arrays, config)

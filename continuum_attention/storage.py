@@ -14,6 +14,7 @@ of a sweep the same way, and :func:`finished_cells` tells a rerun which cells to
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -40,6 +41,9 @@ __all__ = [
     "read_cells",
     "finished_cells",
     "environment_metadata",
+    "package_revision",
+    "remove_stale_temporaries",
+    "output_lock",
 ]
 
 # Result types by stored ``kind``: "module:Class", imported only when a file of that kind is read. The table
@@ -52,7 +56,7 @@ RESULT_TYPES: dict[str, str] = {
     "StudyResult": "continuum_attention.studies._base:StudyResult",
 }
 _RESULT_CLASSES: dict[str, type] = {}
-_META_KEYS = ("kind", "config", "versions", "git_commit", "created")
+_META_KEYS = ("kind", "config", "versions", "git_commit", "git_dirty", "created")
 _JSON_PREFIX = "json:"
 
 
@@ -76,15 +80,44 @@ def _result_class(kind: str) -> type | None:
     return _RESULT_CLASSES.get(kind)
 
 
-def _git_commit() -> str:
+def _git(root: Path, *args: str) -> str | None:
     try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-        return out.stdout.strip() if out.returncode == 0 else ""
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
-        return ""
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def package_revision() -> dict[str, str]:
+    """The package's own commit and whether its source tree differs from it.
+
+    Only a repository whose top level holds this package (``continuum_attention/`` tracked there) counts, not
+    one that merely encloses the install (a site-packages inside somebody's project): otherwise both are "".
+    ``dirty`` is "true" when tracked files of that repository differ from the commit.
+    """
+    package = Path(__file__).resolve().parent
+    root = package.parent
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != root:
+        return {"commit": "", "dirty": ""}
+    if _git(root, "ls-files", "--error-unmatch", f"{package.name}/__init__.py") is None:
+        return {"commit": "", "dirty": ""}
+    commit = _git(root, "rev-parse", "HEAD") or ""
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": "" if status is None else ("true" if status else "false")}
+
+
+def _git_commit() -> str:
+    return package_revision()["commit"]
+
+
+def _provenance(attrs) -> None:
+    """Versions, the package's commit and dirty flag, and a time stamp, as attributes of a new file."""
+    revision = package_revision()
+    attrs["versions"] = json.dumps(environment_metadata(), sort_keys=True)
+    attrs["git_commit"] = revision["commit"]
+    attrs["git_dirty"] = revision["dirty"]
+    attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def environment_metadata() -> dict[str, str]:
@@ -146,10 +179,90 @@ def _read_group(group) -> dict[str, Any]:
     return out
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete temporary files of ``path`` left by writers that no longer run (a SIGKILL inside a write).
+
+    Temporaries are named ``.NAME.PID.XXXX.tmp``; one whose PID is alive belongs to a running write and stays.
+    """
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        parts = tmp.name[len(path.name) + 2 :].split(".")
+        if parts and parts[0].isdigit() and not _pid_alive(int(parts[0])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+@contextlib.contextmanager
+def _open_read(path: Path):
+    """h5py.File(path, "r"), with an unreadable file reported as a ValueError naming it."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path} is not a readable HDF5 file ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    with f:
+        yield f
+
+
+@contextlib.contextmanager
+def output_lock(directory: str | Path):
+    """Hold an exclusive lock on a results folder for one run (``DIR/.continuum-attention.lock``).
+
+    A second run on the same folder is refused at once (ValueError naming the folder and the holder's PID)
+    instead of both recomputing and overwriting each other's files. The lock is the operating system's
+    (flock): it is released when the process ends, however it ends (SIGKILL included).
+    """
+    import fcntl
+
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"output folder {directory} is a file, not a folder")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"cannot create the output folder {directory}: a part of it is a file") from None
+    lock = directory / ".continuum-attention.lock"
+    handle = open(lock, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise ValueError(f"another continuum-attention run (pid {holder}) is writing to {directory}; "
+                             "wait for it to finish or use another output folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield lock
+    finally:
+        handle.close()
+
+
 def _atomic(path: Path, fill: Callable[[Path], None]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ValueError(f"cannot write {path}: {path.parent} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"cannot write {path}: a part of {path.parent} is a file, not a folder") from None
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         fill(Path(tmp))
@@ -180,9 +293,7 @@ def save(path: str | Path, arrays: Mapping[str, Any], config: Mapping[str, Any] 
         with h5py.File(tmp, "w") as f:
             f.attrs["kind"] = kind
             f.attrs["config"] = config_json
-            f.attrs["versions"] = json.dumps(environment_metadata(), sort_keys=True)
-            f.attrs["git_commit"] = _git_commit()
-            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            _provenance(f.attrs)
             _write_group(f, arrays)
 
     return _atomic(Path(path), fill)
@@ -195,9 +306,13 @@ def load(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no result file at {path}")
-    with h5py.File(path, "r") as f:
-        arrays = _read_group(f)
-        meta = {k: f.attrs[k] for k in _META_KEYS if k in f.attrs}
+    try:
+        with h5py.File(path, "r") as f:
+            arrays = _read_group(f)
+            meta = {k: f.attrs[k] for k in _META_KEYS if k in f.attrs}
+    except OSError as exc:  # not HDF5, empty or truncated: h5py's message names no file
+        raise ValueError(f"{path} is not a readable HDF5 result file ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
     for key in ("config", "versions"):
         if key in meta:
             meta[key] = json.loads(meta[key])
@@ -242,9 +357,7 @@ def write_cell(path: str | Path, key: str, arrays: Mapping[str, Any], config: Ma
             if "kind" not in f.attrs:
                 f.attrs["kind"] = "sweep"
                 f.attrs["config"] = config_json
-                f.attrs["versions"] = json.dumps(environment_metadata(), sort_keys=True)
-                f.attrs["git_commit"] = _git_commit()
-                f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+                _provenance(f.attrs)
             cells = f.require_group("cells")
             if key in cells:
                 del cells[key]
@@ -261,7 +374,7 @@ def check_sweep_config(path: str | Path, config: Mapping[str, Any]) -> None:
     if not path.is_file():
         return
     config_json = json.dumps(_jsonable(dict(config)), sort_keys=True)
-    with h5py.File(path, "r") as f:
+    with _open_read(path) as f:
         stored = f.attrs.get("config")
     if stored is not None and stored != config_json:
         raise ValueError(f"{path} was written with another configuration; use a new file or delete it")
@@ -283,7 +396,7 @@ def finished_cells(path: str | Path) -> set[str]:
     path = Path(path)
     if not path.is_file():
         return set()
-    with h5py.File(path, "r") as f:
+    with _open_read(path) as f:
         return set(f["cells"].keys()) if "cells" in f else set()
 
 
@@ -368,9 +481,7 @@ class HDF5Writer(Tracker):
         self._file = f = h5py.File(self._tmp, "w")
         f.attrs["kind"] = str(info.get("kind", "arrays"))
         f.attrs["config"] = json.dumps(_jsonable(dict(info.get("config", {}))), sort_keys=True)
-        f.attrs["versions"] = json.dumps(environment_metadata(), sort_keys=True)  # provenance as in save()
-        f.attrs["git_commit"] = _git_commit()
-        f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        _provenance(f.attrs)  # as in save()
         _write_group(f, dict(info.get("arrays", {})))
         self._step_name = str(info.get("step_name", "steps"))
         compression = "gzip" if state.size > 4096 else None  # as save(): small snapshots stay uncompressed

@@ -15,6 +15,7 @@ MODULES = [
     ("continuum_attention.domains", "Domains"),
     ("continuum_attention.densities", "Densities"),
     ("continuum_attention.grid", "Grids"),
+    ("continuum_attention.trackers", "Trackers (run observers)"),
     ("continuum_attention.metrics", "Pseudo-metrics"),
     ("continuum_attention.attention", "The attention operator"),
     ("continuum_attention.particles", "Particle solver"),

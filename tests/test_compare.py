@@ -197,4 +197,4 @@ def test_convergence_study_refuses_a_changed_configuration(tmp_path):
         compare.ConvergenceStudy(lambda N, eps, s: 2.0, [100], [0.1], seeds=[0], store=SweepFile(path), config={"problem": "B"}).run(progress=False)
     with pytest.raises(ValueError, match="another configuration"):
         compare.ConvergenceStudy(lambda N, eps, s: 1.0, [100], [0.1], seeds=[0, 1, 2], store=SweepFile(path), config={"problem": "A"}).run(progress=False)
-    assert compare._cell_key(100, 1e-3) != compare._cell_key(100, 1.0000001e-3)
+    assert compare.cell_key(100, 1e-3) != compare.cell_key(100, 1.0000001e-3)
