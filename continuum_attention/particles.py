@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._validation import nonnegative_float, nonnegative_int, option, positive_float, positive_int, real_array
 from .attention import AttentionOperator
 from .domains import Domain
 from .trackers import ProgressBar, SnapshotRecorder, TrackerGroup
 
-__all__ = ["ParticleSolver", "ParticleSolution", "MODES", "n_layers_for"]
+__all__ = ["ParticleSolver", "ParticleSolution", "MODES", "MAX_LAYERS", "n_layers_for"]
 
 MODES = ("features", "walkers", "tokens")
 
@@ -72,15 +73,20 @@ class ParticleSolution:
                    dict(config.get("metadata", {})))
 
 
-def _layers_for(eps: float, t_final, n_layers) -> int:
-    """Number of layers K from exactly one of t_final (a multiple of eps/2) and n_layers."""
+#: Default limit on the layers of one run (``max_layers=`` raises it): a typo such as t_final=1e300 or
+#: n_layers=1e9 is refused at once instead of running for days.
+MAX_LAYERS = 1_000_000
+
+
+def _layers_for(eps: float, t_final, n_layers, max_layers: int) -> int:
+    """Number of layers K from exactly one of t_final (a multiple of eps/2) and n_layers, K <= max_layers."""
     if (t_final is None) == (n_layers is None):
         raise ValueError(f"give exactly one of t_final and n_layers, got t_final={t_final!r}, n_layers={n_layers!r}")
-    if n_layers is not None:
-        if int(n_layers) != n_layers or n_layers < 0:
-            raise ValueError(f"n_layers must be a non-negative integer, got n_layers={n_layers!r}")
-        return int(n_layers)
-    return n_layers_for(t_final, eps)
+    K = nonnegative_int(n_layers, "n_layers") if n_layers is not None else n_layers_for(t_final, eps)
+    if K > max_layers:
+        raise ValueError(f"{K} layers exceed max_layers={max_layers} (t = {K * eps / 2:.3g}); pass max_layers= "
+                         "to run that long")
+    return K
 
 
 def n_layers_for(t_final: float, eps: float) -> int:
@@ -88,10 +94,12 @@ def n_layers_for(t_final: float, eps: float) -> int:
 
     Refuses a t_final that is not such a multiple within 1e-9 relative, naming the nearest valid values.
     """
-    t = float(t_final)
-    if not (math.isfinite(t) and t >= 0.0):
-        raise ValueError(f"t_final must be a non-negative number, got t_final={t_final!r}")
-    k = round(t / (eps / 2.0))
+    t = nonnegative_float(t_final, "t_final")
+    eps = positive_float(eps, "eps")
+    ratio = t / (eps / 2.0)
+    if not math.isfinite(ratio) or ratio > 2.0**62:
+        raise ValueError(f"t_final={t_final!r} is {ratio:.3g} layers of eps/2={eps / 2.0!r}: too many to run")
+    k = round(ratio)
     if abs(k * eps / 2.0 - t) > 1e-9 * max(t, eps / 2.0):
         raise ValueError(f"t_final={t_final!r} is not a multiple of the layer time eps/2={eps / 2.0!r} "
                          f"(within 1e-9 relative); nearest: n_layers={k}, t_final={k * eps / 2.0!r}")
@@ -115,9 +123,7 @@ class ParticleSolver:
     def __init__(self, points, eps: float, *, metric=None, domain: Domain | None = None, mode: str = "features",
                  normalization="row", truncate: bool | str = False, tolerance: float = 1e-12,
                  backend: str = "numba"):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got mode={mode!r}")
-        self.mode = mode
+        self.mode = option(mode, "mode", MODES)
         self._options = dict(metric=metric, domain=domain, normalization=normalization, truncate=truncate,
                              tolerance=tolerance, backend=backend)
         # Built once for features/walkers; for tokens it validates the input and gives layer 0.
@@ -129,7 +135,7 @@ class ParticleSolver:
     def from_problem(cls, problem, N: int, eps: float, *, seed=0, mode: str = "features", **options) -> "ParticleSolver":
         """N points sampled from ``problem.density`` (``seed``: same seed, same points), with the problem's
         metric and domain; ``options`` go to the constructor (normalization, truncate, tolerance, backend)."""
-        points = problem.density.sample(int(N), seed)
+        points = problem.density.sample(positive_int(N, "N"), seed)
         return cls(points, eps, metric=problem.metric, domain=problem.domain, mode=mode, **options)
 
     # ----------------------------------------------------------------------------------- initial data
@@ -146,11 +152,9 @@ class ParticleSolver:
         values = initial(self.points) if callable(initial) else initial
         if values is None:
             raise ValueError(f"initial is required for mode={self.mode!r}")
-        values = np.array(values, dtype=np.float64)
+        values = np.array(real_array(values, "initial"), dtype=np.float64)
         if values.ndim not in (1, 2) or values.shape[0] != self.n:
             raise ValueError(f"initial must have shape ({self.n},) or ({self.n}, k), got shape {values.shape}")
-        if not np.all(np.isfinite(values)):
-            raise ValueError("initial contains NaN or infinite values")
         if self.mode == "walkers":
             self._check_probability(values)
         return values
@@ -173,7 +177,8 @@ class ParticleSolver:
         return op.domain.wrap(state + op.displacement())
 
     def run(self, initial=None, *, t_final: float | None = None, n_layers: int | None = None,
-            n_snapshots: int = 11, progress: bool | None = None, trackers=None) -> ParticleSolution:
+            n_snapshots: int = 11, progress: bool | None = None, trackers=None,
+            max_layers: int = MAX_LAYERS) -> ParticleSolution:
         """Apply K layers and keep ``n_snapshots`` evenly spaced states (layer 0 and layer K included).
 
         Parameters
@@ -195,8 +200,10 @@ class ParticleSolver:
         trackers : tracker or list of trackers, optional
             Observers of the run (:mod:`continuum_attention.trackers`, ``storage.HDF5Writer``), handed the state
             (H, mu or the positions) after the layers they ask for, with ``solver=self`` (:meth:`invariant`).
+        max_layers : int
+            Refuse runs longer than this (default :data:`MAX_LAYERS`, 10^6 layers) before starting.
         """
-        K = _layers_for(self.eps, t_final, n_layers)
+        K = _layers_for(self.eps, t_final, n_layers, positive_int(max_layers, "max_layers"))
         recorder = SnapshotRecorder(n_snapshots=n_snapshots)
         state = self._initial(initial)
         bar = [] if progress is False else [ProgressBar(progress)]

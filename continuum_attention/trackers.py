@@ -15,20 +15,20 @@ advance many steps at once (the explicit PDE solver fuses them). The protocol, i
 The ``state`` handed to a tracker is what the solution stores (H, the walker density rho, the walkers'
 probability vector, token positions) and is valid only during the call: copy it to keep it.
 
-This module depends on numpy and tqdm only; :class:`continuum_attention.storage.HDF5Writer` (HDF5 streaming)
+This module depends on numpy, tqdm and the validation layer only; :class:`continuum_attention.storage.HDF5Writer` (HDF5 streaming)
 is a tracker that lives in the storage room, so that the solvers never import storage.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from ._validation import describe, positive_int, real_array
 
 __all__ = [
     "Tracker",
@@ -44,31 +44,8 @@ __all__ = [
 _TIME_SLACK = 1e-9
 
 
-# Local checks: trackers sits beside _validation at the bottom layer (tests/test_architecture.py), so it cannot
-# import it; these follow its conventions (TypeError for a wrong type, ValueError for a bad value, both naming it).
-def _describe(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _positive_int(value: Any, name: str) -> int:
-    """An integer >= 1 (a float with an integral value is accepted, 2.5 and bools are not)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {name}={_describe(value)} of type {type(value).__name__}")
-    if not (math.isfinite(value) and value == int(value) and value >= 1):
-        raise ValueError(f"{name} must be an integer >= 1, got {name}={_describe(value)}")
-    return int(value)
-
-
 def _times_array(value: Any) -> np.ndarray:
-    try:
-        t = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"times must be a list of real numbers, got times={_describe(value)}") from None
-    if t.ndim != 1 or not np.all(np.isfinite(t)):
-        raise ValueError(f"times must be a 1-D list of finite times, got times={_describe(value)}")
-    return t
+    return real_array(value, "times", ndim=1)
 
 
 def schedule(n_total: int, dt: float, *, interval: int | None = None, n_snapshots: int | None = None,
@@ -95,10 +72,10 @@ def schedule(n_total: int, dt: float, *, interval: int | None = None, n_snapshot
     if len(given) != 1:
         raise ValueError(f"give exactly one of interval, n_snapshots and times, got {given or 'none'}")
     if interval is not None:
-        k = _positive_int(interval, "interval")
+        k = positive_int(interval, "interval")
         return np.union1d(np.arange(0, n_total + 1, k, dtype=np.int64), [n_total]).astype(np.int64)
     if n_snapshots is not None:
-        m = _positive_int(n_snapshots, "n_snapshots")
+        m = positive_int(n_snapshots, "n_snapshots")
         if m == 1:
             return np.array([n_total], dtype=np.int64)
         return np.unique(np.round(np.linspace(0, n_total, m)).astype(np.int64))
@@ -110,7 +87,7 @@ def _steps_of_times(times, n_total: int, dt: float) -> np.ndarray:
     t_final = n_total * dt
     if t.size == 0 or np.any(t < 0.0) or np.any(t > t_final * (1.0 + _TIME_SLACK)):
         raise ValueError(f"times must be a non-empty list of times within [0, {t_final!r}], "
-                         f"got times={_describe(times)}")
+                         f"got times={describe(times)}")
     return np.unique(np.clip(np.round(t / dt), 0, n_total).astype(np.int64))
 
 
@@ -150,11 +127,11 @@ class ScheduledTracker(Tracker):
         self._rule = {"interval": interval, "n_snapshots": n_snapshots, "times": times}
         if sum(v is not None for v in self._rule.values()) != 1:
             raise ValueError(f"give exactly one of interval, n_snapshots and times, got "
-                             f"interval={interval!r}, n_snapshots={n_snapshots!r}, times={_describe(times)}")
+                             f"interval={interval!r}, n_snapshots={n_snapshots!r}, times={describe(times)}")
         if interval is not None:  # validate what can be validated before the run
-            _positive_int(interval, "interval")
+            positive_int(interval, "interval")
         if n_snapshots is not None:
-            _positive_int(n_snapshots, "n_snapshots")
+            positive_int(n_snapshots, "n_snapshots")
 
     def steps(self, n_total: int, dt: float) -> np.ndarray:
         return schedule(n_total, dt, **self._rule)
@@ -248,7 +225,7 @@ class ProgressBar(Tracker):
     def __init__(self, enabled: bool | None = None, *, desc: str | None = None, max_updates: int = 100, file=None):
         self.enabled = enabled
         self.desc = desc
-        self.max_updates = _positive_int(max_updates, "max_updates")
+        self.max_updates = positive_int(max_updates, "max_updates")
         self.file = file
         self._bar = None
         self._last = 0
@@ -295,7 +272,7 @@ def _abort(trackers: list) -> None:
 
 def _check_tracker(obj: Any) -> Any:
     if not all(callable(getattr(obj, name, None)) for name in ("steps", "initialize", "handle", "finalize")):
-        raise TypeError(f"trackers must have steps, initialize, handle and finalize methods, got {_describe(obj)}")
+        raise TypeError(f"trackers must have steps, initialize, handle and finalize methods, got {describe(obj)}")
     return obj
 
 
@@ -312,7 +289,7 @@ class TrackerGroup:
         elif hasattr(trackers, "handle"):
             trackers = [trackers]
         elif not isinstance(trackers, Iterable) or isinstance(trackers, (str, bytes)):
-            raise TypeError(f"trackers must be a tracker or a list of trackers, got {_describe(trackers)}")
+            raise TypeError(f"trackers must be a tracker or a list of trackers, got {describe(trackers)}")
         self.trackers = [_check_tracker(t) for t in trackers]
         self._wanted: list[frozenset[int]] = []
 
@@ -323,7 +300,7 @@ class TrackerGroup:
         for tracker in self.trackers:
             steps = np.asarray(tracker.steps(n_total, dt))
             if steps.size and (steps.dtype.kind not in "iu" or steps.min() < 0 or steps.max() > n_total):
-                raise ValueError(f"{tracker!r}.steps() must return integers in [0, {n_total}], got {_describe(steps)}")
+                raise ValueError(f"{tracker!r}.steps() must return integers in [0, {n_total}], got {describe(steps)}")
             wanted = frozenset(int(s) for s in steps.ravel())
             self._wanted.append(wanted)
             union |= wanted

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "continuum_attention"
 LAYERS = {
     "_version": (0, None),
     "_validation": (0, None),
-    "trackers": (0, None),
+    "trackers": (1, None),
     "domains": (1, None),
     "densities": (2, None),
     "metrics": (3, None),

@@ -238,3 +238,32 @@ def test_an_enormous_sample_is_refused_at_once():
     with pytest.raises(ValueError, match="GiB"):
         D.uniform(CUBE).sample(10**13)  # 10^13 points: hundreds of TiB
     assert time.perf_counter() - start < 1.0
+
+
+def test_run_lengths_are_refused_before_starting_on_both_sides():
+    import time
+
+    from continuum_attention import AttentionLimitPDE, ParticleSolver
+    from continuum_attention.particles import MAX_LAYERS
+
+    solver = ParticleSolver(X, 1e-3)
+    start = time.perf_counter()
+    for kwargs in ({"n_layers": MAX_LAYERS + 1}, {"t_final": 1e300}, {"n_layers": 10**9}):
+        with pytest.raises(ValueError, match="layers"):
+            solver.run(np.zeros(20), **kwargs)
+    assert time.perf_counter() - start < 1.0
+    assert solver.run(np.zeros(20), n_layers=5, max_layers=5, n_snapshots=1).layers.tolist() == [5]
+    with pytest.raises(ValueError, match="max_layers=4"):
+        solver.run(np.zeros(20), n_layers=5, max_layers=4)
+    with pytest.raises(ValueError, match="n_layers"):
+        solver.run(np.zeros(20), n_layers=2.5)
+    circle = Torus(1.0)
+    pde = AttentionLimitPDE(Grid(circle, 16), D.uniform(circle))
+    for t in (1e300, 1e12):
+        with pytest.raises(ValueError, match="steps"):
+            pde.solve(np.zeros(16), t, method="explicit")
+    # exactly max_steps runs, one fewer is refused: 10 snapshot intervals of 3 steps
+    dt = pde.max_stable_dt() * 0.5
+    assert pde.solve(np.zeros(16), 30 * dt, method="explicit", dt=dt, max_steps=30, n_snapshots=11).n_steps == 30
+    with pytest.raises(ValueError, match="max_steps=29"):
+        pde.solve(np.zeros(16), 30 * dt, method="explicit", dt=dt, max_steps=29, n_snapshots=11)

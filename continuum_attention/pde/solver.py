@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
-from .._validation import option, positive_float
+from .._validation import describe, integer, option, positive_float, positive_int, real_array
 from ..densities import Density
 from ..domains import domain_from_config
 from ..grid import Grid
@@ -22,7 +22,10 @@ from ..trackers import ProgressBar, SnapshotRecorder, TrackerGroup
 from .operators import FORMS, FluxOperator, build_operator, resolve_metric
 from .steppers import BACKENDS, EXACT_MAX_NODES, STEPPERS, Stepper, stepper_class
 
-__all__ = ["AttentionLimitPDE", "PDESolution", "METHODS", "BACKENDS", "EXACT_MAX_NODES"]
+__all__ = ["AttentionLimitPDE", "PDESolution", "METHODS", "BACKENDS", "EXACT_MAX_NODES", "MAX_STEPS"]
+
+#: Default limit on the time steps of one solve (``max_steps=`` raises it): t_final=1e300 is refused at once.
+MAX_STEPS = 100_000_000
 
 METHODS = tuple(STEPPERS)  # the built-in steppers, in registration order (steppers.py defines them)
 
@@ -122,13 +125,12 @@ class AttentionLimitPDE:
 
     def __init__(self, grid: Grid, density: Density, *, metric=None, form: str = "features", backend: str = "numba"):
         if not isinstance(grid, Grid):
-            raise ValueError(f"grid must be a Grid, got grid={grid!r}")
+            raise TypeError(f"grid must be a Grid, got grid={describe(grid)}")
         if not isinstance(density, Density):
-            raise ValueError(f"density must be a Density, got density={density!r}")
+            raise TypeError(f"density must be a Density, got density={describe(density)}")
         if density.domain.dim != grid.dim:
             raise ValueError(f"density has dimension {density.domain.dim}, grid has dimension {grid.dim}")
-        if form not in FORMS:
-            raise ValueError(f"form must be one of {FORMS}, got form={form!r}")
+        option(form, "form", FORMS)
         self.backend = option(backend, "backend", BACKENDS)
         self.grid, self.density, self.form, self.metric = grid, density, form, metric
         self._metric_field = resolve_metric(metric, grid)
@@ -222,16 +224,14 @@ class AttentionLimitPDE:
     def _as_grid_array(self, values, name: str) -> np.ndarray:
         grid = self.grid
         if callable(values):
-            u = np.asarray(values(grid.points), dtype=np.float64)
+            u = real_array(values(grid.points), f"{name}(points)")
             if u.size != grid.size:
                 raise ValueError(f"{name}(points) must return {grid.size} values (one per node), got shape {u.shape}")
         else:
-            u = np.asarray(values, dtype=np.float64)
+            u = real_array(values, name)
             if u.shape not in (grid.shape, (grid.size,)):
                 raise ValueError(f"{name} must have shape {grid.shape} or ({grid.size},), got shape {u.shape}")
         u = u.reshape(grid.shape)
-        if not np.all(np.isfinite(u)):
-            raise ValueError(f"{name} contains NaN or infinite values")
         return np.ascontiguousarray(u)
 
     # -- time stepping ---------------------------------------------------------------------------------
@@ -266,6 +266,7 @@ class AttentionLimitPDE:
         dt: float | None = None,
         progress: bool | None = None,
         trackers=None,
+        max_steps: int = MAX_STEPS,
     ) -> PDESolution:
         """Integrate from t = 0 to ``t_final``, storing ``n_snapshots`` equally spaced snapshots (ends included).
 
@@ -292,18 +293,22 @@ class AttentionLimitPDE:
             Observers of the run (:mod:`continuum_attention.trackers`, ``storage.HDF5Writer``). They see the
             state as the solution stores it (H or rho, grid.shape) at the steps they ask for, with
             ``solver=self`` (:meth:`invariant`); the solver advances straight from one visited step to the next.
+        max_steps : int
+            Refuse, before starting, a solve of more time steps than this (default :data:`MAX_STEPS`, 10^8).
         """
         stepper = self._stepper(method)
         t_final = positive_float(t_final, "t_final")
-        if int(n_snapshots) != n_snapshots or n_snapshots < 2:
-            raise ValueError(f"n_snapshots must be an integer >= 2, got n_snapshots={n_snapshots!r}")
-        n_snapshots = int(n_snapshots)
+        n_snapshots = integer(n_snapshots, "n_snapshots", minimum=2)
         if dt is not None:
             dt = positive_float(dt, "dt")
         s0 = self._to_state(self._as_grid_array(H0, "H0")).ravel()
         interval = t_final / (n_snapshots - 1)
+        max_steps = positive_int(max_steps, "max_steps")
         step, n_sub = stepper.step_size(dt, interval)
         n_total = n_sub * (n_snapshots - 1)
+        if n_total > max_steps:
+            raise ValueError(f"t_final={t_final!r} needs {n_total} steps of {method!r} (dt={step:.3g}), more than "
+                             f"max_steps={max_steps}; pass max_steps= to run that long")
         stepper.prepare(step)
         reported_dt, reported_steps = stepper.reported(step, n_total)
 

@@ -79,7 +79,10 @@ class Stepper:
     def step_size(self, dt: float | None, interval: float) -> tuple[float, int]:
         """``(step, n)``: n equal steps per snapshot ``interval``, none longer than :meth:`check_dt` allows."""
         dt = self.check_dt(dt)
-        n_sub = max(1, math.ceil(interval / dt))
+        ratio = interval / dt
+        if not math.isfinite(ratio) or ratio > 2.0**62:  # math.ceil would overflow
+            raise ValueError(f"a snapshot interval of {interval!r} is {ratio:.3g} steps of dt={dt!r}: too many to run")
+        n_sub = max(1, math.ceil(ratio))
         if interval / n_sub > dt:  # ceil can round down by an ulp: never step beyond what was allowed
             n_sub += 1
         return interval / n_sub, n_sub
