@@ -151,13 +151,11 @@ def _band(ax, values: np.ndarray, kind: str, x: np.ndarray | None = None) -> Non
 
 def plot_comparison(result: dict[str, Any], path: str | Path, title: str = "", noise_label: str = "input noise"):
     """Four panels: training loss, test accuracy (mean +- std over seeds), violins of final accuracy, noise."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot state: works headless and in worker processes
 
     kinds = list(result["kinds"])
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    fig = Figure(figsize=(17, 3.8))
+    axes = fig.subplots(1, 4)
     for kind in kinds:
         r = result["kinds"][kind]
         _band(axes[0], r["loss"], kind)
@@ -176,7 +174,6 @@ def plot_comparison(result: dict[str, Any], path: str | Path, title: str = "", n
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
