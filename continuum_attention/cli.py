@@ -75,6 +75,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .plotting import plot_run
     from .storage import output_lock, save_result
 
+    if (args.config is None) == (args.source is None):
+        raise CLIError("run takes a TOML configuration or --from RESULT.h5 (exactly one)")
+    if args.source is not None:
+        return _rerun(Path(args.source), Path(args.output) if args.output else None)
     config = load_config(args.config, "run")
     problem, out, name = _problem_and_output(config)
     part, pde = config["particles"], config["pde"]
@@ -90,6 +94,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{key:12s} {value:.6g}")
     print(f"wrote {h5} and {png}")
     return 0
+
+
+def _rerun(source: Path, target: Path | None) -> int:
+    """``run --from``: rebuild the problem and settings stored in a result of ``run`` and run them again."""
+    import numpy as np
+
+    from .compare import RunResult, run_problem
+    from .problem import Problem
+    from .storage import load_result, output_lock, save_result
+
+    stored = load_result(source)
+    if not isinstance(stored, RunResult):
+        raise CLIError(f"--from takes a file written by 'continuum-attention run'; {source} holds a "
+                       f"{type(stored).__name__}")
+    cfg = stored.config
+    problem = Problem.from_config(cfg["problem"])
+    target = target or source.with_suffix(".rerun.h5")
+    with output_lock(target.parent):
+        result = run_problem(problem, cfg["N"], cfg["eps"], cfg["seed"], mode=stored.mode,
+                             grid_shape=cfg["grid_shape"], method=cfg["method"], truncate=cfg["truncate"])
+        save_result(target, result)
+    diff = max(float(np.max(np.abs(result.particle_values - stored.particle_values))),
+               float(np.max(np.abs(np.asarray(result.pde_values) - np.asarray(stored.pde_values)))))
+    same = diff == 0.0
+    print(f"reran {source} -> {target}: {'identical, bit for bit' if same else f'differs (max |diff| {diff:.3g})'}")
+    return 0 if same else 1
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
@@ -161,7 +191,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("run", help="one problem: particles, PDE, comparison, HDF5 and PNG")
-    p.add_argument("config", help="TOML file with [problem], [particles], [pde], [output]")
+    p.add_argument("config", nargs="?", help="TOML file with [problem], [particles], [pde], [output]")
+    p.add_argument("--from", dest="source", metavar="RESULT.h5",
+                   help="rerun the problem stored in a result of 'run' and compare (exit 1 if it differs)")
+    p.add_argument("-o", "--output", help="with --from: where the rerun goes (default RESULT.rerun.h5)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("study", help="a convergence sweep over N, eps and seeds (resumable)")

@@ -217,3 +217,85 @@ def test_consistency_error_divides_by_half_eps():
     # relative error = eps / (s^2 + eps) = 0.0909 (the O(eps) bias) plus sampling noise (measured 0.093 to
     # 0.105 over seeds 0-2); an eps instead of eps/2 would give 1 - s^2 / (2 (s^2 + eps)) = 0.545
     assert abs(res.relative - eps / (s2 + eps)) < 0.03
+
+
+def test_a_stored_pde_solution_records_what_reruns_it(tmp_path):
+    from continuum_attention import AttentionLimitPDE, Grid, Torus
+    from continuum_attention import densities as D
+    from continuum_attention.densities import density_from_config
+    from continuum_attention.metrics import metric_from_config
+    from continuum_attention.problem import Expression
+
+    circle = Torus(1.0)
+    pde = AttentionLimitPDE(Grid(circle, 32), D.cosine(circle, 0.5, 1), metric=[[2.0]])
+    sol = pde.solve(Expression("cos(2*pi*x)", 1), 0.01, n_snapshots=3)
+    back = storage.load_result(storage.save_result(tmp_path / "pde.h5", sol))
+    info = back.info
+    again = AttentionLimitPDE(back.grid, density_from_config(info["density"], back.grid.domain),
+                              metric=metric_from_config(info["metric"]), form=back.form, backend=info["backend"])
+    rerun = again.solve(Expression(info["initial"], 1), 0.01, method=back.method, n_snapshots=3)
+    np.testing.assert_array_equal(rerun.values, back.values)
+
+
+CIRCLE_RUN = """
+[problem]
+domain = { type = "Torus", lengths = [1.0] }
+density = { type = "cosine", amplitude = 0.5, wavevector = [1] }
+initial = "cos(2*pi*x)"
+t_final = 0.002
+
+[particles]
+N = 3000
+eps = 1e-3
+seed = 3
+
+[pde]
+shape = 64
+
+[output]
+dir = "OUT"
+"""
+
+
+def _cli(args, env_threads=None, cwd=None):
+    env = dict(os.environ)
+    if env_threads is not None:
+        env["NUMBA_NUM_THREADS"] = str(env_threads)
+    return subprocess.run([sys.executable, "-m", "continuum_attention.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd)
+
+
+def test_run_from_a_result_reruns_it_bit_for_bit_whatever_the_thread_count(tmp_path):
+    cfg = tmp_path / "circle.toml"
+    cfg.write_text(CIRCLE_RUN.replace("OUT", str(tmp_path)))
+    first = _cli(["run", str(cfg)], env_threads=2)
+    assert first.returncode == 0, first.stderr
+    stored = tmp_path / "results" / "circle.h5"
+    again = _cli(["run", "--from", str(stored)], env_threads=1)
+    assert again.returncode == 0 and "identical, bit for bit" in again.stdout, again.stdout + again.stderr
+    a, b = storage.load(stored)[0], storage.load(tmp_path / "results" / "circle.rerun.h5")[0]
+    for key in ("points", "particle_values", "pde_values"):
+        assert a[key].tobytes() == b[key].tobytes()
+    bad = _cli(["run", "--from", str(tmp_path / "nothing.h5")])
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    both = _cli(["run"])
+    assert both.returncode == 2 and "exactly one" in both.stderr
+
+
+def test_same_seed_same_numbers_with_one_and_two_threads_in_python():
+    code = (
+        "import hashlib, numpy as np\n"
+        "from continuum_attention import ParticleSolver, AttentionLimitPDE, Grid, Torus, densities as D\n"
+        "t = Torus([1.0, 1.0]); d = D.cosine(t, 0.5, (1, 0)); x = d.sample(3000, 7)\n"
+        "h = lambda p: np.cos(2 * np.pi * p[:, 0])\n"
+        "parts = [ParticleSolver(x, 2e-3, domain=t, mode=m).run(h if m == 'features' else (np.ones(3000) / 3000 if m == 'walkers' else None), n_layers=3).values for m in ('features', 'walkers', 'tokens')]\n"
+        "parts.append(ParticleSolver(x, 2e-4, domain=t, truncate=True).run(h, n_layers=3).values)\n"
+        "parts.append(AttentionLimitPDE(Grid(t, 300), d).solve(h, 1e-3, method='explicit').values)\n"
+        "print(hashlib.sha256(b''.join(np.ascontiguousarray(p).tobytes() for p in parts)).hexdigest())\n"
+    )
+    digests = set()
+    for threads in (1, 2):
+        env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1

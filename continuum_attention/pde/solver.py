@@ -18,6 +18,7 @@ from .._validation import describe, integer, option, positive_float, positive_in
 from ..densities import Density
 from ..domains import domain_from_config
 from ..grid import Grid
+from ..metrics import as_metric
 from ..trackers import ProgressBar, SnapshotRecorder, TrackerGroup
 from .operators import FORMS, FluxOperator, build_operator, resolve_metric
 from .steppers import BACKENDS, EXACT_MAX_NODES, STEPPERS, Stepper, stepper_class
@@ -324,7 +325,25 @@ class AttentionLimitPDE:
             for n, s in stepper.trajectory(s0, visits, time):
                 group.handle(self._from_state(np.reshape(s, self.grid.shape)), time(n), n)
         return PDESolution(np.array(recorder.times), recorder.values, self.grid, self.form, method,
-                           reported_dt, reported_steps)
+                           reported_dt, reported_steps, self._provenance(H0))
+
+    def _provenance(self, H0) -> dict:
+        """What a stored solution needs to be rerun: density, metric, initial condition, backend.
+
+        Objects without a plain-data form (a lambda, a custom density) are recorded by their repr.
+        """
+        def config_or_repr(obj):
+            try:
+                return obj.to_config()
+            except (AttributeError, NotImplementedError, ValueError, TypeError):
+                return repr(obj)
+
+        initial = getattr(H0, "source", None)  # a configuration Expression
+        if initial is None:
+            initial = repr(H0) if callable(H0) else "array"
+        return {"density": config_or_repr(self.density),
+                "metric": None if self.metric is None else config_or_repr(as_metric(self.metric)),
+                "initial": initial, "backend": self.backend}
 
     def _run_info(self, method: str, dt: float, n_steps: int, n_total: int, step: float) -> dict:
         """What trackers learn about a solve: the stored layout of its PDESolution (see Tracker.initialize)."""
