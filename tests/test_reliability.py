@@ -299,3 +299,59 @@ def test_same_seed_same_numbers_with_one_and_two_threads_in_python():
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         digests.add(out.stdout.strip())
     assert len(digests) == 1
+
+
+STUDY = """
+[problem]
+domain = { type = "Torus", lengths = [1.0] }
+density = { type = "cosine", amplitude = 0.5, wavevector = [1] }
+initial = "cos(2*pi*x) + 0.3*sin(4*pi*x)"
+
+[study]
+quantity = "consistency"
+N = [2000, 4000, 8000]
+eps = [1e-3, 3e-3]
+seeds = 3
+
+[output]
+dir = "OUT"
+"""
+
+
+def _cells(path):
+    return {k: np.asarray(v["errors"]).tobytes() for k, v in storage.read_cells(path).items()}
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGINT"])
+def test_an_interrupted_study_resumes_to_the_same_bits(tmp_path, sig):
+    import signal
+    import time
+
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    for d in (ref_dir, run_dir):
+        d.mkdir()
+        (d / "s.toml").write_text(STUDY.replace("OUT", str(d)))
+    assert _cli(["study", str(ref_dir / "s.toml")]).returncode == 0
+    reference = _cells(ref_dir / "results" / "s.h5")
+    assert len(reference) == 6
+
+    cells = run_dir / "results" / "s.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "continuum_attention.cli", "study", str(run_dir / "s.toml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not cells.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # interrupt as soon as the first cell is on disk, mid-sweep
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=120)
+    done = _cells(cells)
+    assert 1 <= len(done) < 6, "the interruption came too late to test anything"
+    assert all(reference[k] == v for k, v in done.items())  # what was written is final and readable
+    if sig == "SIGINT":
+        assert proc.returncode == 130 and err.count("\n") == 1 and "run the same command again" in err
+    resumed = _cli(["study", str(run_dir / "s.toml")])
+    assert resumed.returncode == 0, resumed.stderr
+    assert _cells(cells) == reference
+    a = storage.load(run_dir / "results" / "s.result.h5")[0]["errors"]
+    b = storage.load(ref_dir / "results" / "s.result.h5")[0]["errors"]
+    assert a.tobytes() == b.tobytes()
+    assert list((run_dir / "results").glob(".*.tmp")) == []
