@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         return int(args.func(args))
-    except (CLIError, ValueError, TypeError, FileNotFoundError) as exc:  # user errors, from the validation layer
+    except (CLIError, ValueError, TypeError, OSError) as exc:  # user errors: the validation layer, files
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"continuum-attention: error: {message}", file=sys.stderr)
         return 2
