@@ -110,9 +110,12 @@ class Density:
 
     # -- evaluation -----------------------------------------------------------------------------------------
     def _evaluate_raw(self, x: np.ndarray, *, name: str = "points") -> np.ndarray:
-        values = np.asarray(self._raw_pdf(x), dtype=np.float64).reshape(-1)
+        values = real_array(self._raw_pdf(x), "pdf(points)", finite=False).reshape(-1)
         if values.shape[0] != x.shape[0]:
             raise ValueError(f"pdf returned {values.shape[0]} values for {x.shape[0]} {name}")
+        if np.any(values < 0):  # a dip below zero between quadrature nodes is caught where it is evaluated
+            bad = int(np.argmin(values))
+            raise ValueError(f"pdf must be non-negative, got pdf={values[bad]:.3g} at x={x[bad]} ({name})")
         return values
 
     def _normalisation(self) -> float:

@@ -267,3 +267,19 @@ def test_run_lengths_are_refused_before_starting_on_both_sides():
     assert pde.solve(np.zeros(16), 30 * dt, method="explicit", dt=dt, max_steps=30, n_snapshots=11).n_steps == 30
     with pytest.raises(ValueError, match="max_steps=29"):
         pde.solve(np.zeros(16), 30 * dt, method="explicit", dt=dt, max_steps=29, n_snapshots=11)
+
+
+def test_a_density_negative_on_a_narrow_interval_is_refused_where_it_is_met():
+    """Negative on (0.5005, 0.5015), between the quadrature nodes: accepted at construction (the quadrature
+    cannot see it), refused the moment a sample or a grid node lands there, never used silently."""
+    circle = Torus(1.0)
+    dip = lambda x: np.where(np.abs(x[:, 0] - 0.501) < 5e-4, -1.0, 1.0)  # noqa: E731
+    dens = D.Density(circle, dip)
+    with pytest.raises(ValueError, match="non-negative"):
+        dens.pdf(np.array([[0.501]]))
+    with pytest.raises(ValueError, match="non-negative"):
+        dens.sample(20000, 0)  # candidates land in the dip
+    from continuum_attention import AttentionLimitPDE
+
+    with pytest.raises(ValueError, match="non-negative"):
+        AttentionLimitPDE(Grid(circle, 1000), dens)  # node 501 sits at 0.501
