@@ -355,3 +355,38 @@ def test_an_interrupted_study_resumes_to_the_same_bits(tmp_path, sig):
     b = storage.load(ref_dir / "results" / "s.result.h5")[0]["errors"]
     assert a.tobytes() == b.tobytes()
     assert list((run_dir / "results").glob(".*.tmp")) == []
+
+
+def _study_arrays(path):
+    arrays, meta = storage.load(path)
+
+    def flat(group, prefix=""):
+        for k, v in sorted(group.items()):
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}/")
+            else:
+                yield prefix + k, np.asarray(v).tobytes()
+    return dict(flat(arrays)), meta["config"]
+
+
+def test_an_interrupted_reproduce_resumes_to_the_same_results(tmp_path):
+    import signal
+    import time
+
+    args = ["reproduce", "--quick", "--only", "pde_verification", "heat_form", "--out"]
+    assert _cli(args + [str(tmp_path / "ref")]).returncode == 0
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "continuum_attention.cli", *args, str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = out / "results" / "pde_verification.h5"
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert first.exists() and not (out / "results" / "heat_form.h5").exists(), "killed too late to test"
+    resumed = _cli(args + [str(out)])
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("pde_verification", "heat_form"):
+        assert _study_arrays(out / "results" / f"{name}.h5") == _study_arrays(tmp_path / "ref" / "results" / f"{name}.h5")
+    assert list((out / "results").glob(".*.tmp")) == []
