@@ -8,7 +8,8 @@ from continuum_attention.studies import multi_head as mh
 def test_multi_head_error_small_decreasing_and_heads_resolved():
     conv = mh.error_vs_N(Ns=(1000, 2000, 4000, 8000), seeds=(0, 1))
     mean = conv["errors"].mean(1)
-    assert conv["slope"] < -0.1, mean  # decreasing with N (theory ~ N^-1/4 .. N^-1/2)
+    # theory: between N^-1/4 (balanced bias) and N^-1/2 (sampling), +-0.15 for 2 seeds; measured -0.29
+    assert -0.65 < conv["slope"] < -0.15, (conv["slope"], mean)
     assert mean[-1] < 0.2, mean  # same bound as run(); measured ~0.17 at N = 8000
     # the sum of heads is far from either single-head output: more than 3x the error at N = 8000
     # (run() reaches N = 16000 and checks 5x)

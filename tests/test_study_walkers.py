@@ -15,7 +15,8 @@ def test_walkers_conserve_mass_and_converge_to_p_squared():
 
 def test_walker_error_decreases_with_N():
     conv = wk.error_vs_N(Ns=(500, 1000, 2000, 4000), seeds=(0, 1, 2, 3, 4, 5))
-    assert conv["slope"] < -0.1, conv["errors"].mean(1)
+    # theory: between N^-1/4 and N^-1/2 (sampling at fixed eps), +-0.15; measured -0.286 (standard error 0.057)
+    assert -0.65 < conv["slope"] < -0.15, (conv["slope"], conv["errors"].mean(1))
     assert conv["errors"][-1].mean() < conv["errors"][0].mean()
 
 
