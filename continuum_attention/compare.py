@@ -544,7 +544,7 @@ def run_problem(
     mode: str = "features",
     grid_shape: int | Sequence[int] = 256,
     method: str = "crank-nicolson",
-    truncate: bool | str = False,
+    truncate: bool | str = "auto",
 ) -> RunResult:
     """Run particles (features or walkers) and the matching PDE form to t_final; compare at the points."""
     runs = {"features": _features_run, "walkers": _walkers_run}

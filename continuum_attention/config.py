@@ -22,7 +22,7 @@ __all__ = ["load_config", "SCHEMA"]
 #: valid keys per table, with defaults (None: required)
 SCHEMA: dict[str, dict[str, Any]] = {
     "problem": {"domain": None, "density": None, "metric": {}, "initial": None, "t_final": 0.01},
-    "particles": {"N": 2000, "eps": 1e-3, "seed": 0, "mode": "features", "truncate": False},
+    "particles": {"N": 2000, "eps": 1e-3, "seed": 0, "mode": "features", "truncate": "auto"},
     "pde": {"shape": 256, "method": "crank-nicolson"},
     "study": {"quantity": "propagation", "N": None, "eps": None, "seeds": 3, "key": "rms"},
     "output": {"name": "", "dir": "."},

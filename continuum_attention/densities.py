@@ -32,6 +32,10 @@ _QUADRATURE = {1: (64, 8), 2: (32, 8), 3: (16, 6)}
 def _quadrature(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Tensor-product composite Gauss-Legendre nodes (M, d) and weights (M,) on a box."""
     d = lower.size
+    if d not in _QUADRATURE:
+        raise ValueError(f"numerical normalisation (tensor-product quadrature) works in 1 to 3 dimensions, not {d}: "
+                         "give a normalised pdf with normalize=False (the built-ins uniform, gaussian, cosine and "
+                         "von_mises are exact in any dimension)")
     panels, order = _QUADRATURE[d]
     xi, wi = np.polynomial.legendre.leggauss(order)
     axes, weights = [], []

@@ -141,7 +141,7 @@ class Domain:
 
 
 class Torus(Domain):
-    """Periodic box ``[0, L_1) x ... x [0, L_d)`` in 1 to 3 dimensions.
+    """Periodic box ``[0, L_1) x ... x [0, L_d)`` in any dimension (grids for the PDE: 1 to 3).
 
     Parameters
     ----------
@@ -151,8 +151,8 @@ class Torus(Domain):
 
     def __init__(self, lengths: float | Sequence[float] = 1.0):
         L = _as_vector(lengths, "lengths")
-        if not 1 <= L.size <= 3:
-            raise ValueError(f"Torus supports 1 to 3 dimensions, got lengths={lengths!r}")
+        if L.size < 1:
+            raise ValueError(f"Torus needs at least one side length, got lengths={lengths!r}")
         if np.any(L <= 0):
             raise ValueError(f"lengths must be positive, got lengths={lengths!r}")
         self._L = L
@@ -183,15 +183,15 @@ class Box(Domain):
     Parameters
     ----------
     lower, upper : float or sequence of float
-        Corners with ``lower < upper`` on every axis (1 to 3 dimensions).
+        Corners with ``lower < upper`` on every axis (any dimension; grids for the PDE: 1 to 3).
     """
 
     def __init__(self, lower: float | Sequence[float], upper: float | Sequence[float]):
         lo, hi = _as_vector(lower, "lower"), _as_vector(upper, "upper")
         if lo.shape != hi.shape:
             raise ValueError(f"lower and upper must have the same length, got lower={lower!r}, upper={upper!r}")
-        if not 1 <= lo.size <= 3:
-            raise ValueError(f"Box supports 1 to 3 dimensions, got lower={lower!r}")
+        if lo.size < 1:
+            raise ValueError(f"Box needs at least one axis, got lower={lower!r}")
         if np.any(hi <= lo):
             raise ValueError(f"upper must exceed lower on every axis, got lower={lower!r}, upper={upper!r}")
         self._lo, self._hi = lo, hi
@@ -216,7 +216,7 @@ class Euclidean(Domain):
     """All of R^d (particles only; lay a grid on an explicit :class:`Box` instead)."""
 
     def __init__(self, dim: int = 1):
-        self.dim = positive_int(dim, "dim", maximum=3)
+        self.dim = positive_int(dim, "dim")
 
     @property
     def bounded(self) -> bool:

@@ -18,7 +18,10 @@ import numpy as np
 from ._validation import describe, integer
 from .domains import Box, Domain, Torus
 
-__all__ = ["Grid"]
+__all__ = ["Grid", "MAX_GRID_DIM"]
+
+#: Grids (and so the PDE) stop at three dimensions: the finite-volume stencils are written for d <= 3.
+MAX_GRID_DIM = 3
 
 
 class Grid:
@@ -36,6 +39,9 @@ class Grid:
             raise TypeError(f"domain must be a Torus or a Box, got domain={describe(domain)} of type {type(domain).__name__}")
         if not isinstance(domain, (Torus, Box)):
             raise ValueError(f"a Grid needs a Torus or a Box, got domain={domain!r} (use Box(...) for unbounded space)")
+        if domain.dim > MAX_GRID_DIM:
+            raise ValueError(f"a Grid has 1 to {MAX_GRID_DIM} dimensions, got the {domain.dim}-D {domain!r}: the PDE side "
+                             "is for low-dimensional domains; particles take any dimension")
         if isinstance(shape, (list, tuple, np.ndarray)):
             if len(shape) != domain.dim:
                 raise ValueError(f"shape must be an int or {domain.dim} ints for the {domain.dim}-D {domain!r}, "

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validation import nonnegative_float, nonnegative_int, option, positive_float, positive_int, real_array
-from .attention import AttentionOperator
+from .attention import DENSE_BUDGET, AttentionOperator
 from .domains import Domain
 from .trackers import ProgressBar, SnapshotRecorder, TrackerGroup
 
@@ -121,11 +121,11 @@ class ParticleSolver:
     """
 
     def __init__(self, points, eps: float, *, metric=None, domain: Domain | None = None, mode: str = "features",
-                 normalization="row", truncate: bool | str = False, tolerance: float = 1e-12,
-                 backend: str = "numba"):
+                 normalization="row", truncate: bool | str = "auto", tolerance: float = 1e-12,
+                 backend: str = "numba", dense_budget: float = DENSE_BUDGET):
         self.mode = option(mode, "mode", MODES)
         self._options = dict(metric=metric, domain=domain, normalization=normalization, truncate=truncate,
-                             tolerance=tolerance, backend=backend)
+                             tolerance=tolerance, backend=backend, dense_budget=dense_budget)
         # Built once for features/walkers; for tokens it validates the input and gives layer 0.
         self.operator = AttentionOperator(points, eps, **self._options)
         self.eps, self.points, self.n = self.operator.eps, self.operator.points, self.operator.n
@@ -252,7 +252,7 @@ class ParticleSolver:
     def _metadata(self) -> dict:
         op = self.operator
         meta = {"n": self.n, "normalization": list(op.normalization), "backend": op.backend,
-                "truncated": op.truncated, "tolerance": op.tolerance, "domain": op.domain.to_config()}
+                "truncated": op.truncated, "plan": op.plan, "tolerance": op.tolerance, "domain": op.domain.to_config()}
         try:
             meta["metric"] = op.metric.to_config()
         except ValueError:

@@ -31,10 +31,10 @@ def test_wrap_and_validate():
     "make, match",
     [
         (lambda: Torus([1.0, -1.0]), "lengths"),
-        (lambda: Torus([1, 1, 1, 1]), "1 to 3"),
+        (lambda: Grid(Torus([1, 1, 1, 1]), 4), "1 to 3 dimensions"),  # particles take any d, grids do not
         (lambda: Box([0, 0], [1]), "same length"),
         (lambda: Box([0], [0]), "upper must exceed lower"),
-        (lambda: Euclidean(4), "dim"),
+        (lambda: Euclidean(0), "dim"),
         (lambda: as_points([[0.0, np.nan]]), "NaN"),
         (lambda: as_points(np.zeros((3, 2)), 3), "dimension"),
     ],

@@ -213,6 +213,39 @@ def csr_matmul(indptr, indices, data, V):  # pragma: no cover - compiled
     return out
 
 
+_COL_BLOCK = 256  # columns of S per task in dense_tmatmul: a fixed partition, so sums never depend on threads
+
+
+@njit(parallel=True, cache=True)
+def dense_matmul(S, V):  # pragma: no cover - compiled
+    """out = S V for a cached dense S (N, N): each row summed in column order (bitwise thread-independent)."""
+    n, m = S.shape[0], V.shape[1]
+    out = np.zeros((n, m))
+    for a in prange(n):
+        for b in range(S.shape[1]):
+            w = S[a, b]
+            for j in range(m):
+                out[a, j] += w * V[b, j]
+    return out
+
+
+@njit(parallel=True, cache=True)
+def dense_tmatmul(S, V):  # pragma: no cover - compiled
+    """out = S^T V: column blocks in parallel, rows of S streamed in order inside each (contiguous reads)."""
+    n, m = S.shape[1], V.shape[1]
+    out = np.zeros((n, m))
+    nblocks = (n + _COL_BLOCK - 1) // _COL_BLOCK
+    for blk in prange(nblocks):
+        b0 = blk * _COL_BLOCK
+        b1 = min(b0 + _COL_BLOCK, n)
+        for a in range(S.shape[0]):
+            for j in range(m):
+                v = V[a, j]
+                for b in range(b0, b1):
+                    out[b, j] += S[a, b] * v
+    return out
+
+
 # ----------------------------------------------------------------------------------- NumPy references
 def row_blocks(na: int, nb: int):
     step = max(1, _BLOCK_ENTRIES // max(nb, 1))
@@ -277,6 +310,15 @@ def csr_matmul_ref(indptr, indices, data, V) -> np.ndarray:
     return np.asarray(sparse.csr_matrix((data, indices, indptr), shape=(n, V.shape[0])) @ V)
 
 
-NUMBA = {"sum": kernel_sum, "lse": kernel_lse, "displacement": kernel_displacement, "csr": csr_matmul}
+def dense_matmul_ref(S, V) -> np.ndarray:
+    return S @ V
+
+
+def dense_tmatmul_ref(S, V) -> np.ndarray:
+    return S.T @ V
+
+
+NUMBA = {"sum": kernel_sum, "lse": kernel_lse, "displacement": kernel_displacement, "csr": csr_matmul,
+         "dense": dense_matmul, "dense_t": dense_tmatmul}
 NUMPY = {"sum": kernel_sum_ref, "lse": kernel_lse_ref, "displacement": kernel_displacement_ref,
-         "csr": csr_matmul_ref}
+         "csr": csr_matmul_ref, "dense": dense_matmul_ref, "dense_t": dense_tmatmul_ref}

@@ -33,14 +33,22 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 
 from .. import metrics as _metrics
-from .._validation import check_memory, describe, option, positive_float, positive_int, real_array, real_number
+from .._validation import (check_memory, describe, memory_budget, nonnegative_float, option, positive_float,
+                           positive_int, real_array, real_number)
 from ..domains import Domain, as_points
 from ..domains import Euclidean as EuclideanSpace
 from . import _kernels
 
-__all__ = ["AttentionOperator", "DENSE_LIMIT"]
+__all__ = ["AttentionOperator", "DENSE_LIMIT", "DENSE_BUDGET", "AUTO_SPARSE_FRACTION", "AUTO_SPARSE_MIN_N"]
 
 DENSE_LIMIT = 20000  # dense(): 20000^2 float64 is 3.2 GB; refuse beyond
+#: truncate="auto" stores the kernel sparsely (CSR) when N >= AUTO_SPARSE_MIN_N and a row keeps at most this
+#: fraction of the N points within the cutoff (probed on 64 rows): there a layer costs nnz, not N^2, products.
+AUTO_SPARSE_FRACTION = 0.1
+AUTO_SPARSE_MIN_N = 2000
+#: Otherwise S is cached as an (N, N) array when 8 N^2 bytes fit in dense_budget (default 1 GiB: N <= 11585)
+#: and in half the available memory; beyond that it is recomputed from the points every pass (O(N) memory).
+DENSE_BUDGET = float(2**30)
 _BACKENDS = ("numba", "numpy")
 
 
@@ -155,6 +163,31 @@ class _DenseEngine:
             # rows sum to 1 by construction of r; dividing again absorbs the rounding of huge exponents
             out[rows] = W / W.sum(axis=1, keepdims=True)
         return out
+
+
+class _CachedEngine(_DenseEngine):
+    """S built once as an (N, N) array on the first product and reused by every later one (fixed points).
+
+    Each layer then streams 8 N^2 bytes instead of recomputing N^2 exponentials; rows of the cached S are
+    normalised to sum to 1 (so it is the row-normalised matrix to rounding, like :meth:`dense`).
+    """
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._S = self._key = None
+
+    def _matrix_for(self, r, s) -> np.ndarray:
+        key = (r.tobytes(), s.tobytes())
+        if self._key != key:
+            self._S, self._key = super().dense(r, s), key
+        return self._S
+
+    def weighted_sum(self, r, s, V, transpose=False) -> np.ndarray:
+        S = self._matrix_for(r, s)
+        return self.k["dense_t" if transpose else "dense"](S, V)
+
+    def dense(self, r, s) -> np.ndarray:
+        return self._matrix_for(r, s).copy()
 
 
 class _SparseEngine:
@@ -281,12 +314,22 @@ class AttentionOperator:
         Metrics only. Keep only pairs with ``f <= r^2``, ``r^2 = 2 eps ln(N / tolerance)``, found with a
         ``cKDTree`` (periodic on a Torus) and stored as CSR. Each dropped weight is < tolerance / N and
         every row sum is >= 1, so the dropped mass per row, relative to the row sum, is <= tolerance.
-        Normalisations are then computed on the truncated kernel. ``"auto"`` truncates when the metric is a
-        metric, N >= 2000 and the cutoff is under a quarter of the point cloud's (or torus's) smallest extent.
+        Normalisations are then computed on the truncated kernel. ``"auto"`` (the default) truncates when
+        the metric is a metric, N >= AUTO_SPARSE_MIN_N (2000) and a row keeps at most AUTO_SPARSE_FRACTION
+        (10%) of the points (the neighbour counts of 64 rows are measured): the regime where the neighbour
+        search pays. It does not pay in high dimension at moderate eps (the cutoff ball then holds most
+        points) nor for pseudo-metrics (no cutoff exists); those stay exact.
     tolerance : float
         Relative mass dropped per row in truncated mode, in (0, 1). Default 1e-12.
     sinkhorn_tol, sinkhorn_max_iter :
         Sinkhorn stopping rule (a RuntimeWarning is issued if the limit is reached).
+    dense_budget : float
+        Bytes an untruncated S may take when cached (default DENSE_BUDGET = 1 GiB, N <= 11585; also at most
+        half the available memory). Cached, S is built once on the first product and every later layer is
+        one pass over it; 0 never caches (every pass recomputes the exponentials, O(N) memory).
+
+    The plan chosen is :attr:`plan`: ``"sparse"`` (truncated CSR), ``"dense"`` (cached S) or
+    ``"matrix-free"``; it is reported in the results of :class:`~continuum_attention.ParticleSolver`.
 
     Notes
     -----
@@ -298,8 +341,8 @@ class AttentionOperator:
 
     def __init__(self, points, eps: float, *, metric: _metrics.PseudoMetric | None = None,
                  domain: Domain | None = None, normalization="row", backend: str = "numba",
-                 truncate: bool | str = False, tolerance: float = 1e-12, sinkhorn_tol: float = 1e-12,
-                 sinkhorn_max_iter: int = 10000):
+                 truncate: bool | str = "auto", tolerance: float = 1e-12, sinkhorn_tol: float = 1e-12,
+                 sinkhorn_max_iter: int = 10000, dense_budget: float = DENSE_BUDGET):
         self.eps = _check_eps(eps)
         self.metric = _metrics.as_metric(metric)
         x = as_points(points)
@@ -323,10 +366,15 @@ class AttentionOperator:
         # NaN) and every f > 0 at weight 0: S = I, the exact limit
         c = min(1.0 / (2.0 * self.eps), float(np.finfo(np.float64).max))
         self.cutoff = math.sqrt(2.0 * self.eps * max(math.log(self.n / self.tolerance), 0.0))
+        self.dense_budget = nonnegative_float(dense_budget, "dense_budget")
         if self._use_truncation(truncate):
+            self.plan = "sparse"
             self._engine = _SparseEngine(self.metric, geom, c, kernels, self.points, self.domain, self.cutoff)
         else:
-            self._engine = _DenseEngine(geom, c, kernels, self.metric.is_metric, self.points, self.domain)
+            cached = 8.0 * self.n * self.n <= min(self.dense_budget, 0.5 * memory_budget())
+            self.plan = "dense" if cached else "matrix-free"
+            engine = _CachedEngine if cached else _DenseEngine
+            self._engine = engine(geom, c, kernels, self.metric.is_metric, self.points, self.domain)
         self._shifts: tuple[np.ndarray, np.ndarray] | None = None
         self._row_scale: np.ndarray | None = None  # pseudo-metrics only, see _ensure_shifts
         self._log_degrees: np.ndarray | None = None
@@ -338,11 +386,13 @@ class AttentionOperator:
             raise ValueError(f"truncate=True needs a metric (f >= 0 with f(x, x) = 0); {self.metric!r} is not one")
         if truncate != "auto":
             return bool(truncate)
-        if not self.metric.is_metric or self.n < 2000:
+        if not self.metric.is_metric or self.n < AUTO_SPARSE_MIN_N:
             return False
+        # measured, not guessed: the neighbours of 64 rows within the search ball (a k-d tree, O(N log N))
         space = self.metric.search_space(self.points, self.domain, self.cutoff)
-        extent = np.ptp(space.coords, axis=0) if space.box is None else np.asarray(space.box)
-        return bool(space.radius < 0.25 * float(np.min(extent)))
+        z = np.ascontiguousarray(space.coords, dtype=np.float64)
+        probe = _tree(z, space.box).query_ball_point(z[:: max(1, self.n // 64)], space.radius, return_length=True)
+        return bool(np.mean(probe) <= AUTO_SPARSE_FRACTION * self.n)
 
     @property
     def truncated(self) -> bool:

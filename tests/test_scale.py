@@ -1,0 +1,112 @@
+"""Scale on one machine: particles in any dimension, and the kernel built once for fixed points (the plan)."""
+
+import numpy as np
+import pytest
+
+from continuum_attention import AttentionOperator, Box, ParticleSolver, Torus
+from continuum_attention import densities as D
+from continuum_attention.attention import _kernels
+from continuum_attention.attention.operator import AUTO_SPARSE_FRACTION
+from continuum_attention.domains import Euclidean
+from continuum_attention.metrics import DotProduct, Learned, Mahalanobis, ResidualFeatureMap
+from continuum_attention.metrics import Euclidean as EuclideanMetric
+
+
+def _reference(metric, x, eps, domain=None):
+    T = -metric.pairwise(x, x, domain) / (2 * eps)
+    W = np.exp(T - T.max(axis=1, keepdims=True))
+    return W / W.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("d", [4, 16, 64])
+def test_every_metric_in_any_dimension(d):
+    rng = np.random.default_rng(d)
+    torus = Torus([1.0] * d)
+    x = D.von_mises(torus, 0.5, 2.0).sample(300, 1)
+    A = rng.normal(size=(d, d))
+    cases = [(EuclideanMetric(), torus), (Mahalanobis(A @ A.T / d + np.eye(d)), torus),
+             (Mahalanobis(A @ A.T / d + np.eye(d)), None),
+             (DotProduct(rng.normal(size=(d, d)) / d, rng.normal(size=(d, d))), None),
+             (Learned(ResidualFeatureMap(0.1 * rng.normal(size=(5, d)), rng.normal(size=5),
+                                         0.1 * rng.normal(size=(d, 5)), rng.normal(size=d))), None)]
+    H = np.cos(2 * np.pi * x[:, :2])
+    for metric, domain in cases:
+        for budget in (0.0, 1e9):  # matrix-free and cached dense
+            op = AttentionOperator(x, 0.05 * d, metric=metric, domain=domain, dense_budget=budget)
+            S = _reference(metric, x, 0.05 * d, domain)
+            np.testing.assert_allclose(op.apply(H), S @ H, rtol=0, atol=2e-14)  # reaches ~3e-15
+            np.testing.assert_allclose(op.apply_transpose(H), S.T @ H, rtol=0, atol=2e-14)
+
+
+def test_truncated_mode_in_five_dimensions():
+    box = Box([0.0] * 5, [1.0] * 5)
+    x = D.uniform(box).sample(3000, 2)
+    dense = AttentionOperator(x, 1e-3, domain=box, truncate=False)
+    cut = AttentionOperator(x, 1e-3, domain=box, truncate="auto", tolerance=1e-10)
+    assert cut.plan == "sparse" and cut.nnz < 0.05 * 3000**2
+    H = np.sin(3 * x[:, 0]) + x[:, 4]
+    assert np.max(np.abs(cut.apply(H) - dense.apply(H))) <= 2e-10 * np.abs(H).max()
+
+
+def test_auto_does_not_truncate_where_the_search_does_not_pay():
+    """d = 16 at an eps where the cutoff ball holds most points: the probe sees it and stays exact."""
+    torus = Torus([1.0] * 16)
+    x = D.uniform(torus).sample(2500, 3)
+    op = AttentionOperator(x, 0.05, domain=torus)
+    assert op.plan == "dense"  # 2500^2 doubles = 50 MB fits the default budget
+
+
+def test_the_sparse_rule_on_both_sides_of_its_threshold():
+    """truncate="auto" keeps the CSR form exactly when a probed row keeps <= 10% of the points."""
+    from scipy.spatial import cKDTree
+
+    torus = Torus([1.0, 1.0])
+    x = D.uniform(torus).sample(4000, 5)
+    fractions = {}
+    for eps in (2e-4, 4e-4, 5e-4, 1e-3):  # kept fractions ~0.045, 0.09 (just inside), 0.113 (just outside), 0.23
+        op = AttentionOperator(x, eps, domain=torus)
+        tree = cKDTree(x, boxsize=[1.0, 1.0])
+        probe = tree.query_ball_point(x[:: 4000 // 64], op.cutoff, return_length=True)
+        fractions[eps] = np.mean(probe) / 4000
+        assert (op.plan == "sparse") == (fractions[eps] <= AUTO_SPARSE_FRACTION), (eps, fractions[eps], op.plan)
+    assert min(fractions.values()) < AUTO_SPARSE_FRACTION < max(fractions.values())  # both sides exercised
+
+
+def test_the_dense_cache_on_both_sides_of_its_budget():
+    x = np.random.default_rng(0).random((300, 2))
+    need = 8.0 * 300 * 300
+    assert AttentionOperator(x, 0.1, dense_budget=need).plan == "dense"
+    assert AttentionOperator(x, 0.1, dense_budget=need - 1).plan == "matrix-free"
+    cached = AttentionOperator(x, 0.1, dense_budget=need)
+    free = AttentionOperator(x, 0.1, dense_budget=0)
+    H = np.random.default_rng(1).normal(size=(300, 3))
+    for _ in range(3):  # the cache is reused: same answer every layer
+        np.testing.assert_allclose(cached.apply(H), free.apply(H), rtol=0, atol=5e-15)  # reaches ~1e-15
+    np.testing.assert_allclose(cached.apply_transpose(H), free.apply_transpose(H), rtol=0, atol=5e-15)
+    np.testing.assert_array_equal(cached.dense(), cached.dense())
+
+
+def test_dense_kernels_match_their_numpy_references():
+    rng = np.random.default_rng(4)
+    S, V = rng.random((700, 513)), rng.normal(size=(513, 3))
+    np.testing.assert_allclose(_kernels.dense_matmul(S, V), S @ V, rtol=1e-13, atol=1e-13)
+    W = rng.normal(size=(700, 2))
+    np.testing.assert_allclose(_kernels.dense_tmatmul(S, W), S.T @ W, rtol=1e-13, atol=1e-13)
+
+
+def test_the_plan_is_reported_in_results():
+    torus = Torus([1.0, 1.0])
+    x = D.cosine(torus, 0.5, (1, 0)).sample(8000, 0)
+    sol = ParticleSolver(x, 2e-4, domain=torus).run(lambda p: np.cos(2 * np.pi * p[:, 0]), n_layers=2)
+    assert sol.metadata["plan"] == "sparse" and sol.metadata["truncated"] is True
+    small = ParticleSolver(x[:500], 2e-4, domain=torus).run(lambda p: np.cos(2 * np.pi * p[:, 0]), n_layers=2)
+    assert small.metadata["plan"] == "dense"
+
+
+def test_particles_in_high_dimension_run_all_modes():
+    x = np.random.default_rng(0).normal(size=(200, 32))
+    for mode, initial in (("features", x[:, 0]), ("walkers", np.full(200, 1 / 200)), ("tokens", None)):
+        sol = ParticleSolver(x, 8.0, domain=Euclidean(32), mode=mode).run(initial, n_layers=3)
+        assert np.all(np.isfinite(sol.values))
+    mu = ParticleSolver(x, 8.0, mode="walkers").run(np.full(200, 1 / 200), n_layers=3).values[-1]
+    assert abs(mu.sum() - 1) < 1e-14
