@@ -110,3 +110,31 @@ def test_particles_in_high_dimension_run_all_modes():
         assert np.all(np.isfinite(sol.values))
     mu = ParticleSolver(x, 8.0, mode="walkers").run(np.full(200, 1 / 200), n_layers=3).values[-1]
     assert abs(mu.sum() - 1) < 1e-14
+
+
+@pytest.mark.parametrize("m, periodic", [(1, True), (2, True), (3, True), (1, False), (2, False), (3, False)])
+def test_the_cell_grid_finds_the_same_pairs_as_the_tree(m, periodic):
+    rng = np.random.default_rng(m)
+    box = np.array([1.0, 2.0, 1.5][:m]) if periodic else None
+    Z = rng.random((2000, m)) * (1.0 if box is None else box)
+    Z[:10] = Z[0]  # duplicates: zero distances must be kept
+    for r in (0.05, 0.2):
+        ours = _kernels.cell_neighbours(Z, box, r)
+        ref = _kernels.cell_neighbours_ref(Z, box, r)
+        np.testing.assert_array_equal(ours[0], ref[0])
+        np.testing.assert_array_equal(ours[1], ref[1])
+        np.testing.assert_allclose(ours[2], ref[2], rtol=1e-14, atol=1e-17)  # the same sums: ~1e-18
+
+
+def test_the_cell_grid_declines_where_it_does_not_apply():
+    Z = np.random.default_rng(0).random((100, 4))
+    assert _kernels.cell_neighbours(Z, None, 0.1) is None  # m > 3: the tree path
+    assert _kernels.cell_neighbours(Z[:, :2], np.array([1.0, 1.0]), 0.4) is None  # < 3 cells on a torus axis
+
+
+def test_csr_scale_matches_its_reference():
+    ours = _kernels.cell_neighbours(np.random.default_rng(1).random((500, 2)), np.array([1.0, 1.0]), 0.1)
+    r, s = np.random.default_rng(2).normal(size=(2, 500))
+    kdata = np.exp(-ours[2])
+    np.testing.assert_allclose(_kernels.csr_scale(ours[0], ours[1], kdata, r, s),
+                               _kernels.csr_scale_ref(ours[0], ours[1], kdata, r, s), rtol=1e-15)

@@ -246,6 +246,194 @@ def dense_tmatmul(S, V):  # pragma: no cover - compiled
     return out
 
 
+# ------------------------------------------------------------------ neighbour search on a grid of cells
+# Points (N, m), m <= 3, binned into cells of side >= r; each point's neighbours within r lie in the 3^m cells
+# around its own. Two parallel passes over the points (count, then fill) write CSR directly: no pair list,
+# no sort of all pairs, memory O(nnz) for the result only. Columns of a row come out sorted.
+MAX_CELL_DIM = 3
+
+
+@njit(cache=True)
+def _cell_of(z, lo, width, ncell, periodic):
+    m = z.size
+    idx = 0
+    for k in range(m):
+        c = int((z[k] - lo[k]) / width[k])
+        if c < 0:
+            c = 0
+        if c >= ncell[k]:
+            c = ncell[k] - 1
+        idx = idx * ncell[k] + c
+    return idx
+
+
+@njit(cache=True)
+def _cell_index(Z, lo, width, ncell, periodic):
+    n = Z.shape[0]
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        out[i] = _cell_of(Z[i], lo, width, ncell, periodic)
+    return out
+
+
+@njit(cache=True, inline="always")
+def _neighbour_cell(c, k, off, ncell, periodic):
+    q = c[k] + off
+    if periodic:
+        if q < 0:
+            q += ncell[k]
+        elif q >= ncell[k]:
+            q -= ncell[k]
+    return q
+
+
+@njit(parallel=True, cache=True)
+def _cell_pass(Z, order, start, lo, width, ncell, box, periodic, r2, indptr, indices, dist2, fill):  # pragma: no cover
+    """Count (fill=False: indptr[i + 1] = count) or write (fill=True) the neighbours of every point."""
+    n, m = Z.shape
+    nb = 3**m
+    for i in prange(n):
+        zi = Z[i]
+        c = np.empty(m, np.int64)
+        rem = _cell_of(zi, lo, width, ncell, periodic)
+        for k in range(m - 1, -1, -1):
+            c[k] = rem % ncell[k]
+            rem //= ncell[k]
+        pos = indptr[i] if fill else 0
+        count = 0
+        for t in range(nb):
+            code, cell, ok = t, 0, True
+            for k in range(m):
+                off = code % 3 - 1
+                code //= 3
+                q = _neighbour_cell(c, k, off, ncell, periodic)
+                if q < 0 or q >= ncell[k]:
+                    ok = False
+                cell = cell * ncell[k] + q
+            if not ok:
+                continue
+            for p in range(start[cell], start[cell + 1]):
+                j = order[p]
+                d2 = 0.0
+                for k in range(m):
+                    dk = zi[k] - Z[j, k]
+                    if periodic:
+                        dk -= box[k] * ((dk * (1.0 / box[k]) + _MAGIC) - _MAGIC)
+                    d2 += dk * dk
+                if d2 <= r2:
+                    if fill:
+                        indices[pos] = j
+                        dist2[pos] = d2
+                        pos += 1
+                    count += 1
+        if fill:  # sort the row by column (insertion sort: rows are short and nearly sorted by cell)
+            a = indptr[i]
+            for u in range(a + 1, a + count):
+                key, val = indices[u], dist2[u]
+                v = u - 1
+                while v >= a and indices[v] > key:
+                    indices[v + 1] = indices[v]
+                    dist2[v + 1] = dist2[v]
+                    v -= 1
+                indices[v + 1] = key
+                dist2[v + 1] = val
+        else:
+            indptr[i + 1] = count
+
+
+@njit(parallel=True, cache=True)
+def probe_counts(Z, rows, box, periodic, r2):  # pragma: no cover - compiled
+    """Number of points within sqrt(r2) of each Z[rows[t]] (brute force: O(len(rows) N))."""
+    n, m = Z.shape
+    out = np.zeros(rows.size, np.int64)
+    for t in prange(rows.size):
+        zi = Z[rows[t]]
+        count = 0
+        for j in range(n):
+            d2 = 0.0
+            for k in range(m):
+                dk = zi[k] - Z[j, k]
+                if periodic:
+                    dk -= box[k] * ((dk * (1.0 / box[k]) + _MAGIC) - _MAGIC)
+                d2 += dk * dk
+            if d2 <= r2:
+                count += 1
+        out[t] = count
+    return out
+
+
+def cell_neighbours(Z: np.ndarray, box, r: float, check=None):
+    """CSR (indptr, indices int32/int64, squared distances) of all pairs with |z_i - z_j| <= r (minimum image
+    on a periodic ``box``); None when the cell grid does not apply (m > 3, or fewer than 3 cells an axis on a
+    periodic box, where a cell and its wrapped neighbours would coincide)."""
+    n, m = Z.shape
+    if m > MAX_CELL_DIM or r <= 0:
+        return None
+    periodic = box is not None
+    if periodic:
+        lo, hi = np.zeros(m), np.asarray(box, dtype=np.float64)
+        Z = np.mod(Z, hi)
+        Z = np.where(Z >= hi, 0.0, Z)
+    else:
+        lo, hi = Z.min(axis=0), Z.max(axis=0)
+    extent = np.maximum(hi - lo, 1e-300)
+    # cells of side >= r, at most ~N cells in all (empty space costs memory, not time)
+    ncell = np.maximum(1, np.floor(np.minimum(extent / r, 2.0**40))).astype(np.int64)  # tiny r: no overflow
+    while np.prod(ncell.astype(float)) > max(4.0 * n, 64.0):
+        ncell = np.maximum(1, ncell // 2)
+    if periodic and np.any(ncell < 3):
+        return None
+    width = extent / ncell
+    cells = _cell_index(np.ascontiguousarray(Z), lo, width, ncell, periodic)
+    order = np.argsort(cells, kind="stable").astype(np.int64)
+    start = np.searchsorted(cells[order], np.arange(int(np.prod(ncell)) + 1)).astype(np.int64)
+    Z = np.ascontiguousarray(Z)
+    boxv = hi if periodic else np.ones(m)
+    indptr = np.zeros(n + 1, np.int64)
+    dummy_i, dummy_d = np.empty(0, np.int64), np.empty(0)
+    _cell_pass(Z, order, start, lo, width, ncell, boxv, periodic, r * r, indptr, dummy_i, dummy_d, False)
+    np.cumsum(indptr, out=indptr)
+    nnz = int(indptr[-1])
+    if check is not None:
+        check(nnz)  # before the O(nnz) arrays are allocated
+    indices = np.empty(nnz, np.int32 if n < 2**31 - 1 else np.int64)
+    dist2 = np.empty(nnz)
+    _cell_pass(Z, order, start, lo, width, ncell, boxv, periodic, r * r, indptr, indices, dist2, True)
+    return indptr, indices, dist2
+
+
+@njit(parallel=True, cache=True)
+def csr_scale(indptr, indices, kdata, r, s):  # pragma: no cover - compiled
+    """S_ij = K_ij exp(-r_i - s_j) on the stored pairs, without materialising the row index of each pair."""
+    out = np.empty_like(kdata)
+    for a in prange(indptr.size - 1):
+        ea = r[a]
+        for p in range(indptr[a], indptr[a + 1]):
+            out[p] = kdata[p] * np.exp(-ea - s[indices[p]])
+    return out
+
+
+def csr_scale_ref(indptr, indices, kdata, r, s) -> np.ndarray:
+    rows = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    return kdata * np.exp(-r[rows] - s[indices])
+
+
+def cell_neighbours_ref(Z: np.ndarray, box, r: float):
+    """The same CSR pairs from scipy's cKDTree (the reference of :func:`cell_neighbours`)."""
+    from scipy.spatial import cKDTree
+
+    n = Z.shape[0]
+    if box is not None:
+        Z = np.mod(Z, box)
+        Z = np.where(Z >= box, 0.0, Z)
+    tree = cKDTree(Z, boxsize=box)
+    pairs = tree.sparse_distance_matrix(tree, r, output_type="ndarray")
+    order = np.lexsort((pairs["j"], pairs["i"]))
+    rows, cols, d = pairs["i"][order], pairs["j"][order], pairs["v"][order]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    return indptr, cols, d * d
+
+
 # ----------------------------------------------------------------------------------- NumPy references
 def row_blocks(na: int, nb: int):
     step = max(1, _BLOCK_ENTRIES // max(nb, 1))
@@ -319,6 +507,6 @@ def dense_tmatmul_ref(S, V) -> np.ndarray:
 
 
 NUMBA = {"sum": kernel_sum, "lse": kernel_lse, "displacement": kernel_displacement, "csr": csr_matmul,
-         "dense": dense_matmul, "dense_t": dense_tmatmul}
+         "dense": dense_matmul, "dense_t": dense_tmatmul, "csr_scale": csr_scale}
 NUMPY = {"sum": kernel_sum_ref, "lse": kernel_lse_ref, "displacement": kernel_displacement_ref,
-         "csr": csr_matmul_ref, "dense": dense_matmul_ref, "dense_t": dense_tmatmul_ref}
+         "csr": csr_matmul_ref, "dense": dense_matmul_ref, "dense_t": dense_tmatmul_ref, "csr_scale": csr_scale_ref}

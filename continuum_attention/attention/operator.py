@@ -110,6 +110,17 @@ def _geometry(metric: _metrics.PseudoMetric, x: np.ndarray, domain: Domain) -> _
                      form.M is not None, np.ascontiguousarray(form.period, dtype=np.float64), bool(form.symmetric))
 
 
+def _probe(space, n: int) -> float:
+    """Mean number of points in the search ball of 64 evenly spaced rows (brute force, O(64 N))."""
+    z = np.ascontiguousarray(space.coords, dtype=np.float64)
+    rows = np.arange(0, n, max(1, n // 64), dtype=np.int64)
+    periodic = space.box is not None
+    box = np.asarray(space.box, dtype=np.float64) if periodic else np.ones(z.shape[1])
+    if periodic:
+        z = np.mod(z, box)
+    return float(np.mean(_kernels.probe_counts(z, rows, box, periodic, space.radius**2)))
+
+
 def _tree(z: np.ndarray, box):
     if box is None:
         return cKDTree(z)
@@ -209,6 +220,30 @@ class _SparseEngine:
     def _build(self, metric, cutoff: float):
         space = metric.search_space(self.x, self.domain, cutoff)
         z, box, radius = np.ascontiguousarray(space.coords, dtype=np.float64), space.box, space.radius
+
+        def check(nnz: int) -> None:  # index (4 or 8 bytes) + kernel + scaled kernel per stored pair
+            check_memory(20.0 * nnz, f"the truncated kernel (N={self.n}, {nnz / self.n:.0f} neighbours a row)")
+
+        found = _kernels.cell_neighbours(z, None if box is None else np.asarray(box, dtype=np.float64), radius, check)
+        if found is not None:
+            return self._from_candidates(*found, exact=space.exact, cutoff=cutoff)
+        return self._build_with_tree(space, cutoff)
+
+    def _from_candidates(self, indptr, indices, f, *, exact: bool, cutoff: float):
+        """CSR of the kernel from candidate pairs and their squared search distances (f, reused in place)."""
+        if not exact:  # the search ball is larger than the metric ball: recompute f and keep f <= cutoff^2
+            rows = np.repeat(np.arange(self.n), np.diff(indptr))
+            f = self._scores(rows, indices.astype(np.int64))
+            keep = f <= cutoff * cutoff
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=self.n))]).astype(np.int64)
+            indices, f = indices[keep], f[keep]
+        np.multiply(f, -self.c, out=f)
+        np.exp(f, out=f)
+        return indptr, indices, f
+
+    def _build_with_tree(self, space, cutoff: float):
+        """The cKDTree path, for search spaces of more than three dimensions (chunks of rows)."""
+        z, box, radius = np.ascontiguousarray(space.coords, dtype=np.float64), space.box, space.radius
         tree = _tree(z, box)
         # rows per chunk from the expected neighbour count (a sample of 64 rows)
         probe = tree.query_ball_point(z[:: max(1, self.n // 64)], radius, return_length=True)
@@ -256,7 +291,7 @@ class _SparseEngine:
     def _scaled(self, r, s) -> np.ndarray:
         key = (r.tobytes(), s.tobytes())
         if self._key != key:  # S = diag(e^-r) K diag(e^-s), cached per (r, s)
-            self._sdata = self.kdata * np.exp(-r[self._rows()] - s[self.indices])
+            self._sdata = self.k["csr_scale"](self.indptr, self.indices, self.kdata, r, s)
             self._transpose, self._key = None, key
         return self._sdata
 
@@ -390,9 +425,7 @@ class AttentionOperator:
             return False
         # measured, not guessed: the neighbours of 64 rows within the search ball (a k-d tree, O(N log N))
         space = self.metric.search_space(self.points, self.domain, self.cutoff)
-        z = np.ascontiguousarray(space.coords, dtype=np.float64)
-        probe = _tree(z, space.box).query_ball_point(z[:: max(1, self.n // 64)], space.radius, return_length=True)
-        return bool(np.mean(probe) <= AUTO_SPARSE_FRACTION * self.n)
+        return bool(_probe(space, self.n) <= AUTO_SPARSE_FRACTION * self.n)
 
     @property
     def truncated(self) -> bool:
