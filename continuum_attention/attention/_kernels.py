@@ -249,7 +249,8 @@ def dense_tmatmul(S, V):  # pragma: no cover - compiled
 # ------------------------------------------------------------------ neighbour search on a grid of cells
 # Points (N, m), m <= 3, binned into cells of side >= r; each point's neighbours within r lie in the 3^m cells
 # around its own. Two parallel passes over the points (count, then fill) write CSR directly: no pair list,
-# no sort of all pairs, memory O(nnz) for the result only. Columns of a row come out sorted.
+# no sort of all pairs, memory O(nnz) for the result only. Columns of a row come in a fixed order (by
+# neighbour cell, then by position in the cell), not sorted: the sums never depend on the thread count.
 MAX_CELL_DIM = 3
 
 
@@ -288,12 +289,17 @@ def _neighbour_cell(c, k, off, ncell, periodic):
 
 
 @njit(parallel=True, cache=True)
-def _cell_pass(Z, order, start, lo, width, ncell, box, periodic, r2, indptr, indices, dist2, fill):  # pragma: no cover
-    """Count (fill=False: indptr[i + 1] = count) or write (fill=True) the neighbours of every point."""
-    n, m = Z.shape
+def _cell_pass(Zs, order, start, lo, width, ncell, box, periodic, r2, indptr, indices, dist2, fill):  # pragma: no cover
+    """Count (fill=False: indptr[i + 1] = count) or write (fill=True) the neighbours of every point.
+
+    ``Zs`` holds the points in cell order (``Zs[p] = Z[order[p]]``), so that a cell's points are contiguous
+    in memory; the loop runs over them in that order too.
+    """
+    n, m = Zs.shape
     nb = 3**m
-    for i in prange(n):
-        zi = Z[i]
+    for row in prange(n):
+        i = order[row]
+        zi = Zs[row]
         c = np.empty(m, np.int64)
         rem = _cell_of(zi, lo, width, ncell, periodic)
         for k in range(m - 1, -1, -1):
@@ -313,31 +319,19 @@ def _cell_pass(Z, order, start, lo, width, ncell, box, periodic, r2, indptr, ind
             if not ok:
                 continue
             for p in range(start[cell], start[cell + 1]):
-                j = order[p]
                 d2 = 0.0
                 for k in range(m):
-                    dk = zi[k] - Z[j, k]
+                    dk = zi[k] - Zs[p, k]
                     if periodic:
                         dk -= box[k] * ((dk * (1.0 / box[k]) + _MAGIC) - _MAGIC)
                     d2 += dk * dk
                 if d2 <= r2:
                     if fill:
-                        indices[pos] = j
+                        indices[pos] = order[p]
                         dist2[pos] = d2
                         pos += 1
                     count += 1
-        if fill:  # sort the row by column (insertion sort: rows are short and nearly sorted by cell)
-            a = indptr[i]
-            for u in range(a + 1, a + count):
-                key, val = indices[u], dist2[u]
-                v = u - 1
-                while v >= a and indices[v] > key:
-                    indices[v + 1] = indices[v]
-                    dist2[v + 1] = dist2[v]
-                    v -= 1
-                indices[v + 1] = key
-                dist2[v + 1] = val
-        else:
+        if not fill:
             indptr[i + 1] = count
 
 
@@ -387,7 +381,7 @@ def cell_neighbours(Z: np.ndarray, box, r: float, check=None):
     cells = _cell_index(np.ascontiguousarray(Z), lo, width, ncell, periodic)
     order = np.argsort(cells, kind="stable").astype(np.int64)
     start = np.searchsorted(cells[order], np.arange(int(np.prod(ncell)) + 1)).astype(np.int64)
-    Z = np.ascontiguousarray(Z)
+    Z = np.ascontiguousarray(Z[order])
     boxv = hi if periodic else np.ones(m)
     indptr = np.zeros(n + 1, np.int64)
     dummy_i, dummy_d = np.empty(0, np.int64), np.empty(0)
@@ -404,12 +398,26 @@ def cell_neighbours(Z: np.ndarray, box, r: float, check=None):
 
 @njit(parallel=True, cache=True)
 def csr_scale(indptr, indices, kdata, r, s):  # pragma: no cover - compiled
-    """S_ij = K_ij exp(-r_i - s_j) on the stored pairs, without materialising the row index of each pair."""
+    """S_ij = K_ij exp(-r_i - s_j) on the stored pairs, without materialising the row index of each pair.
+
+    As K_ij e^-r_i e^-s_j: 2 N exponentials instead of one a pair (the products differ from exp(-r_i - s_j)
+    by an ulp or two). Where a factor over- or underflows, that row uses exp(-r_i - s_j) itself.
+    """
+    n = indptr.size - 1
+    es = np.exp(-s)
+    ok = True
+    for j in range(es.size):
+        if not (es[j] > 0.0 and es[j] < np.inf):
+            ok = False
     out = np.empty_like(kdata)
-    for a in prange(indptr.size - 1):
-        ea = r[a]
-        for p in range(indptr[a], indptr[a + 1]):
-            out[p] = kdata[p] * np.exp(-ea - s[indices[p]])
+    for a in prange(n):
+        ea = np.exp(-r[a])
+        if ok and ea > 0.0 and ea < np.inf:
+            for p in range(indptr[a], indptr[a + 1]):
+                out[p] = kdata[p] * ea * es[indices[p]]
+        else:
+            for p in range(indptr[a], indptr[a + 1]):
+                out[p] = kdata[p] * np.exp(-r[a] - s[indices[p]])
     return out
 
 
