@@ -49,9 +49,9 @@ def test_numba_equals_numpy(case, normalization):
     H = RNG.normal(size=(257, 3))
     for method in ("apply", "apply_transpose"):
         a, b = (getattr(op, method)(H) for op in ops)
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(b).max(), err_msg=method)
-    np.testing.assert_allclose(ops[0].log_degrees(), ops[1].log_degrees(), rtol=1e-12)
-    np.testing.assert_allclose(ops[0].displacement(), ops[1].displacement(), atol=1e-12)
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-14 * np.abs(b).max(), err_msg=method)  # reaches 1.9e-15 * max
+    np.testing.assert_allclose(ops[0].log_degrees(), ops[1].log_degrees(), rtol=6e-15)  # reaches 6.3e-16
+    np.testing.assert_allclose(ops[0].displacement(), ops[1].displacement(), rtol=0, atol=8e-15)  # reaches 7.8e-16
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -59,16 +59,16 @@ def test_dense_matches_pairwise_and_transpose(case):
     metric, domain = CASES[case]
     op = AttentionOperator(X2, 0.05, metric=metric, domain=domain)
     S = _reference_S(metric, X2, 0.05, domain)
-    np.testing.assert_allclose(op.dense(), S, atol=1e-13)
+    np.testing.assert_allclose(op.dense(), S, rtol=0, atol=4e-16)  # reaches 3.5e-17 (entries <= 0.065)
     mu = RNG.random(257)
-    np.testing.assert_allclose(op.apply_transpose(mu), S.T @ mu, atol=1e-13)
-    np.testing.assert_allclose(op.apply(mu), S @ mu, atol=1e-13)
+    np.testing.assert_allclose(op.apply_transpose(mu), S.T @ mu, rtol=0, atol=1.5e-14)  # reaches 1.3e-15
+    np.testing.assert_allclose(op.apply(mu), S @ mu, rtol=0, atol=1e-14)  # reaches 1.0e-15
 
 
 def test_degrees_unshifted_for_metrics():
     op = AttentionOperator(X2, 0.01)
     F = Euclidean().pairwise(X2, X2)
-    np.testing.assert_allclose(op.degrees(), np.exp(-F / 0.02).sum(axis=1), rtol=1e-13)
+    np.testing.assert_allclose(op.degrees(), np.exp(-F / 0.02).sum(axis=1), rtol=1e-14)  # reaches 1.2e-15
     assert np.all(op.degrees() >= 1.0)
 
 
@@ -84,7 +84,7 @@ def test_truncated_equals_exact_within_tolerance(case):
     # each row loses at most tol of its mass, so |S_cut H - S H| <= 2 tol max|H|
     assert np.abs(cut.apply(H) - exact.apply(H)).max() <= 2 * tol * np.abs(H).max()
     assert np.abs(cut.apply_transpose(H) - exact.apply_transpose(H)).max() <= 2 * tol * np.abs(H).sum(0).max()
-    np.testing.assert_allclose(cut.degrees(), exact.degrees(), rtol=tol)
+    np.testing.assert_allclose(cut.degrees(), exact.degrees(), rtol=tol / 30)  # reaches 3.2e-11 (the guarantee is tol)
 
 
 def test_truncate_auto_and_refusals():
@@ -101,14 +101,14 @@ def test_no_overflow_extreme_eps(eps):
     for truncate in (False, True):
         out = AttentionOperator(X2, eps, truncate=truncate).apply(H)
         expected = H if eps < 1 else np.full(257, H.mean())  # S -> I and S -> 1/N
-        np.testing.assert_allclose(out, expected, atol=1e-12)
+        np.testing.assert_allclose(out, expected, rtol=0, atol=1e-15 if eps < 1 else 1e-9)  # reaches exact (eps=1e-8) and 8.5e-11 (eps=1e8)
 
 
 def test_dot_product_huge_coordinates():
     x = 1e6 * RNG.normal(size=(257, 2))
     op = AttentionOperator(x, 1e-3, metric=CASES["dot"][0])
     ones = op.apply(np.ones(257))
-    np.testing.assert_allclose(ones, 1.0, atol=1e-12)
+    np.testing.assert_allclose(ones, 1.0, rtol=0, atol=1e-15)  # reaches exact
     assert np.all(np.isfinite(op.apply_transpose(np.full(257, 1 / 257))))
     assert np.all(np.isfinite(op.log_degrees()))
     S = op.dense()
@@ -126,7 +126,7 @@ def test_gaussian_fixed_eps_reference():
     x = _quantile_points(stats.norm.ppf, 4000)
     out = AttentionOperator(x, eps).apply(x)
     inner = np.abs(x) < 1.5
-    np.testing.assert_allclose(out[inner], x[inner] * s2 / (s2 + eps), atol=2e-3)
+    np.testing.assert_allclose(out[inner], x[inner] * s2 / (s2 + eps), rtol=0, atol=1e-13)  # reaches 1.2e-14
 
 
 def test_kernel_constant_on_circle():
@@ -150,12 +150,12 @@ def test_alpha_normalisations():
     x = RNG.random((400, 2))
     row = AttentionOperator(x, 0.01, domain=Torus([1, 1]))
     zero = AttentionOperator(x, 0.01, domain=Torus([1, 1]), normalization=("alpha", 0))
-    np.testing.assert_allclose(zero.dense(), row.dense(), atol=1e-15)
+    np.testing.assert_allclose(zero.dense(), row.dense(), rtol=1e-15, atol=0)  # reaches exact
     one = AttentionOperator(x, 0.01, domain=Torus([1, 1]), normalization=("alpha", 1.0))
     q = row.degrees()
     K = row.dense() * q[:, None]  # raw kernel
     Ka = K / np.outer(q, q)
-    np.testing.assert_allclose(one.dense(), Ka / Ka.sum(1, keepdims=True), atol=1e-13)
+    np.testing.assert_allclose(one.dense(), Ka / Ka.sum(1, keepdims=True), rtol=0, atol=4e-16)  # reaches 3.5e-17 (entries <= 0.064)
 
 
 def test_alpha_one_removes_density_drift():
@@ -177,11 +177,11 @@ def test_sinkhorn_doubly_stochastic(truncate):
     x = RNG.random((300, 2))
     op = AttentionOperator(x, 0.005, domain=Torus([1, 1]), normalization="sinkhorn", truncate=truncate)
     S = op.dense()
-    np.testing.assert_allclose(S.sum(axis=1), 1.0, atol=1e-10)
-    np.testing.assert_allclose(S.sum(axis=0), 1.0, atol=1e-10)
-    np.testing.assert_allclose(S, S.T, atol=1e-10)
+    np.testing.assert_allclose(S.sum(axis=1), 1.0, rtol=0, atol=2e-14)  # reaches 1.6e-15
+    np.testing.assert_allclose(S.sum(axis=0), 1.0, rtol=0, atol=8e-12)  # reaches 7.3e-13
+    np.testing.assert_allclose(S, S.T, rtol=0, atol=1.5e-12)  # reaches 1.2e-13
     assert op.sinkhorn_iterations > 1
-    np.testing.assert_allclose(op.apply_transpose(np.ones(300)), 1.0, atol=1e-10)
+    np.testing.assert_allclose(op.apply_transpose(np.ones(300)), 1.0, rtol=0, atol=8e-12)  # reaches 7.3e-13
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -238,8 +238,8 @@ def test_apply_rows_equals_rows_of_apply(kwargs):
         op = AttentionOperator(x, 2e-3, domain=Torus([1.0, 1.0]), **kwargs)
     H = rng.normal(size=(300, 2))
     rows = np.array([5, 0, 299, 17])
-    np.testing.assert_allclose(op.apply_rows(rows, H), op.apply(H)[rows], rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(op.apply_rows(rows, H[:, 0]), op.apply(H[:, 0])[rows], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(op.apply_rows(rows, H), op.apply(H)[rows], rtol=5e-14, atol=5e-16)  # reaches 7.3e-15 relative, 3.1e-15 absolute
+    np.testing.assert_allclose(op.apply_rows(rows, H[:, 0]), op.apply(H[:, 0])[rows], rtol=5e-14, atol=5e-16)  # reaches 2.9e-15 relative
     with pytest.raises(ValueError, match="rows must be"):
         op.apply_rows(np.array([300]), H)
 
@@ -259,13 +259,13 @@ def test_every_path_picks_the_same_image_at_exact_half_period_ties():
     S = np.exp(-reference / 0.1)
     S /= S.sum(axis=1, keepdims=True)
     for op in ops:
-        np.testing.assert_allclose(op.apply(H), S @ H, rtol=1e-12)
-        np.testing.assert_allclose(op.dense(), S, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(op.apply(H), S @ H, rtol=4e-15)  # reaches 3.9e-16
+        np.testing.assert_allclose(op.dense(), S, rtol=1e-14, atol=1e-300)  # reaches 1.1e-15
     circle = Torus(1.0)
     y = np.array([[0.0], [0.5]])  # tokens half a circle apart
     d_dense = AttentionOperator(y, 0.2, domain=circle).displacement()
     d_trunc = AttentionOperator(y, 0.2, domain=circle, truncate=True).displacement()
-    np.testing.assert_allclose(d_trunc, d_dense, rtol=1e-12)
+    np.testing.assert_allclose(d_trunc, d_dense, rtol=1e-15)  # reaches exact
 
 
 @pytest.mark.parametrize(
