@@ -7,6 +7,7 @@ status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -37,6 +38,31 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _executor(args: argparse.Namespace):
+    """The Dask client of --scheduler ADDRESS or --dask-local N (None without either)."""
+    if args.scheduler is None and args.dask_local is None:
+        yield None
+        return
+    if args.dask_local is not None and args.dask_local < 1:
+        raise CLIError(f"--dask-local must be >= 1, got --dask-local {args.dask_local}")
+    try:
+        import distributed
+    except ImportError:
+        raise CLIError("--scheduler and --dask-local need Dask: pip install 'continuum-attention[cluster]'") from None
+    if args.scheduler is not None:
+        try:
+            client = distributed.Client(args.scheduler, timeout=10)
+        except (OSError, TimeoutError) as exc:
+            raise CLIError(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}") from None
+        with client:
+            yield client
+        return
+    with distributed.LocalCluster(n_workers=args.dask_local, threads_per_worker=1, dashboard_address=None,
+                                  silence_logs=40) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .studies import format_table, reproduce
 
@@ -44,9 +70,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         raise CLIError(f"--workers must be >= 1, got --workers {args.workers}")
     from .storage import output_lock
 
-    with output_lock(args.out):
+    with output_lock(args.out), _executor(args) as executor:
         results = reproduce(quick=not args.full, only=args.only, out=args.out, seed=args.seed, workers=args.workers,
-                            force=args.force)
+                            force=args.force, executor=executor)
     print(format_table(results))
     out = Path(args.out)
     print(f"\nresults in {out / 'results'}, figures in {out / 'figures'}")
@@ -147,8 +173,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         measures[study["quantity"]], study["N"], study["eps"], seeds, key=study["key"],
         store=SweepFile(out / "results" / f"{name}.h5"), config={"problem": problem.to_config(), "study": study, "pde": pde},
     )
-    with output_lock(out):
-        result = sweep.run()
+    with output_lock(out), _executor(args) as executor:
+        result = sweep.run(executor=executor)
         png = _save_figure(plot_convergence(result, title=name, ylabel=f"{study['quantity']} error ({study['key']})"), out / "figures" / f"{name}.png")
     print("N \\ eps " + " ".join(f"{e:>11.3g}" for e in result.eps_values))
     for n, row in zip(result.N_values, result.mean):
@@ -171,6 +197,12 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", metavar="ADDRESS", help="compute on an existing Dask scheduler (tcp://host:8786)")
+    group.add_argument("--dask-local", type=int, metavar="N", help="compute on a local Dask cluster of N workers")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="continuum-attention", description="Attention as a drift-diffusion PDE: particles, PDE, convergence.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -188,6 +220,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="studies run in parallel processes")
     p.add_argument("--seed", type=int, default=0, help="base random seed")
     p.add_argument("--force", action="store_true", help="rerun studies that already have results")
+    _cluster_options(p)
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("run", help="one problem: particles, PDE, comparison, HDF5 and PNG")
@@ -199,6 +232,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("study", help="a convergence sweep over N, eps and seeds (resumable)")
     p.add_argument("config", help="TOML file with [problem], [study], [pde], [output]")
+    _cluster_options(p)
     p.set_defaults(func=_cmd_study)
 
     p = sub.add_parser("plot", help="draw a stored result")

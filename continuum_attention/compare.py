@@ -40,6 +40,8 @@ __all__ = [
     "run_problem",
     "reference_solution",
     "cell_key",
+    "measure_cell",
+    "completed",
 ]
 
 
@@ -457,14 +459,17 @@ class ConvergenceStudy:
         seeds = np.array([nonnegative_int(s, "seeds") for s in lists["seeds"]], dtype=np.int64)
         return N, eps, seeds
 
-    def _value(self, out: Any, cell: str) -> float:
-        value = float(out.as_dict()[self.key]) if isinstance(out, ErrorResult) else float(out)
-        if not np.isfinite(value):  # a NaN table would hide the failure until the fit
-            raise ValueError(f"measure returned {value!r} for {cell}: a sweep stores finite errors only")
-        return value
 
-    def run(self, *, progress: bool | None = None) -> ConvergenceResult:
-        """Measure every cell not already stored; return the full :class:`ConvergenceResult`."""
+    def run(self, *, progress: bool | None = None, executor: Any = None) -> ConvergenceResult:
+        """Measure every cell not already stored; return the full :class:`ConvergenceResult`.
+
+        ``executor``: None measures the cells here, one after the other; anything with ``submit(fn, *args)``
+        returning a future with ``result()`` (a ``concurrent.futures`` executor, a ``dask.distributed.Client``)
+        measures them there, one task a cell. Either way only this process writes the store, as each cell
+        arrives, so interruption and resume work as for a serial run, and the numbers are the same bit for
+        bit (a cell's value depends on (N, eps, seed) only). A task lost with its worker is the executor's to
+        rerun (Dask does); a cell that never arrives is measured again by the next run.
+        """
         from tqdm.auto import tqdm
 
         N, eps, seeds = self._validated()
@@ -474,24 +479,68 @@ class ConvergenceStudy:
             store.check(config)
         stored = store.cells() if store is not None else {}
         errors = np.empty((N.size, eps.size, seeds.size))
-        cells = list(itertools.product(range(N.size), range(eps.size)))
-        bar = tqdm(cells, desc="convergence", disable=None if progress is None else not progress)
-        for i, j in bar:
+        todo = []
+        for i, j in itertools.product(range(N.size), range(eps.size)):
             key = cell_key(N[i], eps[j])
             if key in stored:
                 cell = np.asarray(stored[key]["errors"])
                 if cell.shape != (seeds.size,):
                     raise ValueError(f"{store!r}: cell {key} holds {cell.size} seeds, expected {seeds.size}")
                 errors[i, j] = cell
-                continue
-            errors[i, j] = [self._value(self.measure(int(N[i]), float(eps[j]), int(s)), f"{key}, seed={int(s)}")
-                            for s in seeds]
-            if store is not None:
-                store.write(key, {"errors": errors[i, j]}, config)
+            else:
+                todo.append((i, j, key))
+        args = [(self.measure, self.key, int(N[i]), float(eps[j]), seeds.tolist()) for i, j, _ in todo]
+        bar = tqdm(total=len(todo), desc="convergence", disable=None if progress is None else not progress)
+        with bar:
+            for index, values in _cells_as_they_come(executor, args):
+                i, j, key = todo[index]
+                errors[i, j] = [_finite(v, f"{key}, seed={s}") for v, s in zip(values, seeds.tolist())]
+                if store is not None:
+                    store.write(key, {"errors": errors[i, j]}, config)
+                bar.update(1)
         result = ConvergenceResult(N, eps, seeds, errors, config)
         if store is not None:
             store.finish(result)
         return result
+
+
+def measure_cell(measure: Callable, key: str, N: int, eps: float, seeds: Sequence[int]) -> list[float]:
+    """The errors of one (N, eps) cell, one a seed (what a worker runs for a ConvergenceStudy)."""
+    return [float(out.as_dict()[key]) if isinstance(out, ErrorResult) else float(out)
+            for out in (measure(N, eps, int(s)) for s in seeds)]
+
+
+def _finite(value: float, cell: str) -> float:
+    if not np.isfinite(value):  # a NaN table would hide the failure until the fit
+        raise ValueError(f"measure returned {value!r} for {cell}: a sweep stores finite errors only")
+    return value
+
+
+def _cells_as_they_come(executor, args: list):
+    """(index, values) for every cell: computed here in order, or submitted and yielded as they complete."""
+    if executor is None:
+        for index, a in enumerate(args):
+            yield index, measure_cell(*a)
+        return
+    if not callable(getattr(executor, "submit", None)):
+        raise TypeError(f"executor must have submit(fn, *args) (a concurrent.futures executor or a Dask client), "
+                        f"got executor={executor!r}")
+    futures = {executor.submit(measure_cell, *a): index for index, a in enumerate(args)}
+    for future in completed(list(futures)):
+        yield futures[future], future.result()
+
+
+def completed(futures: list):
+    """Futures as they complete: concurrent.futures or Dask ones; any other kind in submission order."""
+    import concurrent.futures as cf
+
+    if all(isinstance(f, cf.Future) for f in futures):
+        return cf.as_completed(futures)
+    try:  # Dask futures
+        from distributed import as_completed
+    except ImportError:  # any other future: in submission order
+        return iter(futures)
+    return as_completed(futures)
 
 
 # ---------------------------------------------------------------------------------------------------------

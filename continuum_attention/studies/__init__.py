@@ -37,19 +37,42 @@ def _select(only: Iterable[str] | None) -> list[Study]:
     return [studies[name] for name in only]
 
 
-def _run_one(study: Study, quick: bool, seed: int, out: Path, force: bool) -> StudyResult:
-    from ..storage import load_result, save_result
+def _finished(study: Study, quick: bool, seed: int, out: Path, force: bool) -> StudyResult | None:
+    """The stored result of a study already run in this mode with this seed (None: run it)."""
+    from ..storage import load_result
 
-    mode = "quick" if quick else "full"
     h5 = out / "results" / f"{study.name}.h5"
     if h5.is_file() and not force:
         stored = load_result(h5)
-        if stored.config.get("mode") == mode and stored.config.get("seed") == seed:
+        if stored.config.get("mode") == ("quick" if quick else "full") and stored.config.get("seed") == seed:
             return stored
+    return None
+
+
+def compute_study(name: str, quick: bool, seed: int) -> StudyResult:
+    """Run one study and return its result without writing anything (what a cluster worker does)."""
+    start = time.perf_counter()
+    result = all_studies()[name].run(quick=quick, seed=seed)
+    result.config.update(mode="quick" if quick else "full", seed=seed)
+    result.config.setdefault("seconds", round(time.perf_counter() - start, 2))
+    return result
+
+
+def _run_one(study: Study, quick: bool, seed: int, out: Path, force: bool) -> StudyResult:
+    stored = _finished(study, quick, seed, out, force)
+    if stored is not None:
+        return stored
     result = study.run(quick=quick, seed=seed)
-    result.config.update(mode=mode, seed=seed)
+    result.config.update(mode="quick" if quick else "full", seed=seed)
+    return _write(result, out)
+
+
+def _write(result: StudyResult, out: Path) -> StudyResult:
+    from ..storage import save_result
+
+    h5 = out / "results" / f"{result.name}.h5"
     if result.figure is not None:
-        png = out / "figures" / f"{study.name}.png"
+        png = out / "figures" / f"{result.name}.png"
         png.parent.mkdir(parents=True, exist_ok=True)
         result.figure.savefig(png, dpi=110, bbox_inches="tight")
     save_result(h5, result)  # last: its existence marks the study finished
@@ -70,11 +93,14 @@ def reproduce(
     workers: int = 1,
     force: bool = False,
     progress: bool | None = None,
+    executor=None,
 ) -> list[StudyResult]:
     """Run the selected studies (all by default) and return their results, in registry order.
 
     A study whose ``results/NAME.h5`` already exists for the same mode and seed is loaded, not rerun, so an
     interrupted ``reproduce`` continues where it stopped. ``workers > 1`` runs studies in parallel processes.
+    ``executor`` (a Dask client or a ``concurrent.futures`` executor) computes the studies there; this process
+    alone writes their files, as each arrives.
     """
     from tqdm.auto import tqdm
 
@@ -82,6 +108,8 @@ def reproduce(
     out = Path(out)
     disable = None if progress is None else not progress
     results: list[StudyResult] = []
+    if executor is not None:
+        return _reproduce_on(executor, studies, quick, seed, out, force, disable)
     if workers > 1 and len(studies) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -98,6 +126,20 @@ def reproduce(
         res.config.setdefault("seconds", round(time.perf_counter() - start, 2))
         results.append(res)
     return results
+
+
+def _reproduce_on(executor, studies, quick, seed, out, force, disable) -> list[StudyResult]:
+    from tqdm.auto import tqdm
+
+    from ..compare import completed
+
+    if not callable(getattr(executor, "submit", None)):
+        raise TypeError(f"executor must have submit(fn, *args), got executor={executor!r}")
+    done = {s.name: _finished(s, quick, seed, out, force) for s in studies}
+    futures = {executor.submit(compute_study, name, quick, seed): name for name, r in done.items() if r is None}
+    for future in tqdm(completed(list(futures)), total=len(futures), desc="reproduce", disable=disable):
+        done[futures[future]] = _write(future.result(), out)
+    return [done[s.name] for s in studies]
 
 
 def format_table(results: Iterable[StudyResult]) -> str:
