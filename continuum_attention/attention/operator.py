@@ -43,8 +43,9 @@ __all__ = ["AttentionOperator", "DENSE_LIMIT", "DENSE_BUDGET", "AUTO_SPARSE_FRAC
 
 DENSE_LIMIT = 20000  # dense(): 20000^2 float64 is 3.2 GB; refuse beyond
 #: truncate="auto" stores the kernel sparsely (CSR) when N >= AUTO_SPARSE_MIN_N and a row keeps at most this
-#: fraction of the N points within the cutoff (probed on 64 rows): there a layer costs nnz, not N^2, products.
-AUTO_SPARSE_FRACTION = 0.1
+#: fraction of the N points within the cutoff (probed on 64 rows): a CSR product costs a few dense ones per
+#: pair (an index load and a gather), so below a quarter of the pairs it is the faster and smaller form.
+AUTO_SPARSE_FRACTION = 0.25
 AUTO_SPARSE_MIN_N = 2000
 #: Otherwise S is cached as an (N, N) array when 8 N^2 bytes fit in dense_budget (default 1 GiB: N <= 11585)
 #: and in half the available memory; beyond that it is recomputed from the points every pass (O(N) memory).
@@ -351,7 +352,7 @@ class AttentionOperator:
         every row sum is >= 1, so the dropped mass per row, relative to the row sum, is <= tolerance.
         Normalisations are then computed on the truncated kernel. ``"auto"`` (the default) truncates when
         the metric is a metric, N >= AUTO_SPARSE_MIN_N (2000) and a row keeps at most AUTO_SPARSE_FRACTION
-        (10%) of the points (the neighbour counts of 64 rows are measured): the regime where the neighbour
+        (25%) of the points (the neighbour counts of 64 rows are measured): the regime where the neighbour
         search pays. It does not pay in high dimension at moderate eps (the cutoff ball then holds most
         points) nor for pseudo-metrics (no cutoff exists); those stay exact.
     tolerance : float
