@@ -24,7 +24,7 @@ def test_limit_operator_matches_closed_form_on_the_circle():
     logp_prime = -np.pi * np.sin(2 * np.pi * s) / (1 + 0.5 * np.cos(2 * np.pi * s))
     exact = -4 * np.pi**2 * f + 2 * logp_prime * fp  # f'' + 2 (log p)' f'
     got = compare.limit_operator(lambda y: np.cos(2 * np.pi * y[:, 0]), prob.density, x)
-    np.testing.assert_allclose(got, exact, atol=1e-5 * np.abs(exact).max())
+    np.testing.assert_allclose(got, exact, atol=2e-6 * np.abs(exact).max())  # reaches 2.2e-7 * max
 
 
 class _SameTensorNoShortcut(PseudoMetric):
@@ -57,7 +57,7 @@ def test_limit_operator_general_path_equals_constant_metric_formula():
         [np.stack([np.sin(u) * np.cos(v), np.cos(u) * np.sin(v)], 1), np.stack([np.cos(u) * np.sin(v), np.sin(u) * np.cos(v)], 1)], 1
     )
     exact = np.einsum("ij,mji->m", Minv, hess) + 2 * np.einsum("mi,ij,mj->m", dens.grad_log_pdf(pts), Minv, grad)
-    np.testing.assert_allclose(fast, exact, atol=1e-5 * np.abs(exact).max())
+    np.testing.assert_allclose(fast, exact, atol=3e-6 * np.abs(exact).max())  # reaches 2.8e-7 * max
 
 
 def test_features_agree_with_pde_on_the_circle():
@@ -101,7 +101,7 @@ def test_fit_slope_and_best_eps_on_synthetic_errors():
     a, b = 2.0, 0.3
     errors = a * eps[None, :] + b / (np.sqrt(N)[:, None] * eps[None, :])  # eps* = sqrt(b / a) N^-1/4
     res = compare.ConvergenceResult(N, eps, np.array([0]), errors[:, :, None])
-    np.testing.assert_allclose(res.best_eps(), np.sqrt(b / a) * N**-0.25, rtol=0.05)
+    np.testing.assert_allclose(res.best_eps(), np.sqrt(b / a) * N**-0.25, rtol=7.5e-3)  # reaches 7.4e-4
     assert res.best_eps_exponent()[0] == pytest.approx(-0.25, abs=0.02)
 
 
