@@ -10,8 +10,8 @@ from continuum_attention.problem import Expression, Problem
 def test_expression_evaluates_numpy_in_coordinates():
     f = Expression("cos(2*pi*x) + 0.3*sin(4*pi*y)", 2)
     pts = np.array([[0.0, 0.125], [0.5, 0.0]])
-    np.testing.assert_allclose(f(pts), [1.3, -1.0], atol=1e-15)
-    np.testing.assert_allclose(Expression("2.5", 1)(np.zeros((3, 1))), [2.5, 2.5, 2.5])
+    np.testing.assert_allclose(f(pts), [1.3, -1.0], rtol=0, atol=1e-15)  # reaches exact
+    np.testing.assert_array_equal(Expression("2.5", 1)(np.zeros((3, 1))), [2.5, 2.5, 2.5])  # exact by construction: a constant
 
 
 @pytest.mark.parametrize(
