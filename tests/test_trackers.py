@@ -141,7 +141,7 @@ def test_conservation_monitor_on_particle_features_uses_the_invariant_weights():
     assert np.max(np.abs(pi @ S - pi)) < 1e-14 * pi.max() and abs(pi.sum() - 1) < 1e-15  # ~1.6e-15, ~1e-16
     monitor = ConservationMonitor(interval=5)
     sol = solver.run(H0, n_layers=40, n_snapshots=2, trackers=[monitor], progress=False)
-    np.testing.assert_allclose(monitor.reference, pi @ H0, rtol=1e-14)
+    np.testing.assert_allclose(monitor.reference, pi @ H0, rtol=1e-15)  # reaches exact
     assert monitor.steps_seen == [0, 5, 10, 15, 20, 25, 30, 35, 40]
     assert monitor.max_drift < 7e-15  # reaches ~7e-16
     plain = np.abs(sol.values[-1].mean(axis=0) - H0.mean(axis=0)) / np.abs(H0.mean(axis=0))
