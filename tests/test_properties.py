@@ -58,7 +58,7 @@ def test_S_is_row_stochastic_and_non_negative(problem):
     S = AttentionOperator(x, eps, metric=metric, domain=domain, normalization=normalization,
                           sinkhorn_max_iter=20000).dense()
     assert np.all(np.isfinite(S)) and np.all(S >= 0)
-    np.testing.assert_allclose(S.sum(axis=1), 1.0, rtol=0, atol=1e-12)  # reaches ~1e-15
+    np.testing.assert_allclose(S.sum(axis=1), 1.0, rtol=0, atol=5e-15)  # reaches 4.4e-16 over the derandomised examples
 
 
 @SETTINGS
