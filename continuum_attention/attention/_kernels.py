@@ -205,11 +205,11 @@ def csr_matmul(indptr, indices, data, V):  # pragma: no cover - compiled
     n, m = indptr.size - 1, V.shape[1]
     out = np.zeros((n, m))
     for a in prange(n):
-        for p in range(indptr[a], indptr[a + 1]):
-            w = data[p]
-            b = indices[p]
-            for j in range(m):
-                out[a, j] += w * V[b, j]
+        for j in range(m):  # one accumulator in a register a column: the same sum, in the same order
+            acc = 0.0
+            for p in range(indptr[a], indptr[a + 1]):
+                acc += data[p] * V[indices[p], j]
+            out[a, j] = acc
     return out
 
 
@@ -219,13 +219,22 @@ _COL_BLOCK = 256  # columns of S per task in dense_tmatmul: a fixed partition, s
 @njit(parallel=True, cache=True)
 def dense_matmul(S, V):  # pragma: no cover - compiled
     """out = S V for a cached dense S (N, N): each row summed in column order (bitwise thread-independent)."""
-    n, m = S.shape[0], V.shape[1]
+    n, nb, m = S.shape[0], S.shape[1], V.shape[1]
     out = np.zeros((n, m))
     for a in prange(n):
-        for b in range(S.shape[1]):
-            w = S[a, b]
-            for j in range(m):
-                out[a, j] += w * V[b, j]
+        for j in range(m):
+            # eight partial sums in a fixed order (vectorisable, and the same whatever the thread count)
+            acc = np.zeros(8)
+            stop = nb - nb % 8
+            for b in range(0, stop, 8):
+                for k in range(8):
+                    acc[k] += S[a, b + k] * V[b + k, j]
+            total = 0.0
+            for k in range(8):
+                total += acc[k]
+            for b in range(stop, nb):
+                total += S[a, b] * V[b, j]
+            out[a, j] = total
     return out
 
 
@@ -293,44 +302,62 @@ def _cell_pass(Zs, order, start, lo, width, ncell, box, periodic, r2, indptr, in
     """Count (fill=False: indptr[i + 1] = count) or write (fill=True) the neighbours of every point.
 
     ``Zs`` holds the points in cell order (``Zs[p] = Z[order[p]]``), so that a cell's points are contiguous
-    in memory; the loop runs over them in that order too.
+    in memory; the loop runs over them in that order too. Cells are addressed by up to three scalar
+    coordinates (m <= 3; unused axes have one cell), so the loop allocates nothing.
     """
     n, m = Zs.shape
-    nb = 3**m
+    n0 = ncell[0]
+    n1 = ncell[1] if m > 1 else 1
+    n2 = ncell[2] if m > 2 else 1
     for row in prange(n):
         i = order[row]
-        zi = Zs[row]
-        c = np.empty(m, np.int64)
-        rem = _cell_of(zi, lo, width, ncell, periodic)
-        for k in range(m - 1, -1, -1):
-            c[k] = rem % ncell[k]
-            rem //= ncell[k]
+        z0 = Zs[row, 0]
+        z1 = Zs[row, 1] if m > 1 else 0.0
+        z2 = Zs[row, 2] if m > 2 else 0.0
+        c0 = min(max(int((z0 - lo[0]) / width[0]), 0), n0 - 1)
+        c1 = min(max(int((z1 - lo[1]) / width[1]), 0), n1 - 1) if m > 1 else 0
+        c2 = min(max(int((z2 - lo[2]) / width[2]), 0), n2 - 1) if m > 2 else 0
         pos = indptr[i] if fill else 0
         count = 0
-        for t in range(nb):
-            code, cell, ok = t, 0, True
-            for k in range(m):
-                off = code % 3 - 1
-                code //= 3
-                q = _neighbour_cell(c, k, off, ncell, periodic)
-                if q < 0 or q >= ncell[k]:
-                    ok = False
-                cell = cell * ncell[k] + q
-            if not ok:
-                continue
-            for p in range(start[cell], start[cell + 1]):
-                d2 = 0.0
-                for k in range(m):
-                    dk = zi[k] - Zs[p, k]
-                    if periodic:
-                        dk -= box[k] * ((dk * (1.0 / box[k]) + _MAGIC) - _MAGIC)
-                    d2 += dk * dk
-                if d2 <= r2:
-                    if fill:
-                        indices[pos] = order[p]
-                        dist2[pos] = d2
-                        pos += 1
-                    count += 1
+        # a wrapped neighbour cell is one period away: subtracting that period is the minimum image exactly
+        # (r < box / 3), the same arithmetic as the kernels' rounding, with no rounding in the inner loop
+        for o0 in range(-1, 2):
+            q0, s0 = c0 + o0, 0.0
+            if q0 < 0 or q0 >= n0:
+                if not periodic:
+                    continue
+                s0 = box[0] if q0 < 0 else -box[0]
+                q0 = (q0 + n0) % n0
+            for o1 in range(-1 if m > 1 else 0, 2 if m > 1 else 1):
+                q1, s1 = c1 + o1, 0.0
+                if q1 < 0 or q1 >= n1:
+                    if not periodic:
+                        continue
+                    s1 = box[1] if q1 < 0 else -box[1]
+                    q1 = (q1 + n1) % n1
+                for o2 in range(-1 if m > 2 else 0, 2 if m > 2 else 1):
+                    q2, s2 = c2 + o2, 0.0
+                    if q2 < 0 or q2 >= n2:
+                        if not periodic:
+                            continue
+                        s2 = box[2] if q2 < 0 else -box[2]
+                        q2 = (q2 + n2) % n2
+                    cell = (q0 * n1 + q1) * n2 + q2
+                    for p in range(start[cell], start[cell + 1]):
+                        d = (z0 - Zs[p, 0]) + s0
+                        d2 = d * d
+                        if m > 1:
+                            d = (z1 - Zs[p, 1]) + s1
+                            d2 += d * d
+                        if m > 2:
+                            d = (z2 - Zs[p, 2]) + s2
+                            d2 += d * d
+                        if d2 <= r2:
+                            if fill:
+                                indices[pos] = order[p]
+                                dist2[pos] = d2
+                                pos += 1
+                            count += 1
         if not fill:
             indptr[i + 1] = count
 
