@@ -178,15 +178,18 @@ class _DenseEngine:
 
 
 class _CachedEngine(_DenseEngine):
-    """S built once as an (N, N) array on the first product and reused by every later one (fixed points).
+    """S built once as an (N, N) array on the second product and reused by every later one (fixed points).
 
     Each layer then streams 8 N^2 bytes instead of recomputing N^2 exponentials; rows of the cached S are
-    normalised to sum to 1 (so it is the row-normalised matrix to rounding, like :meth:`dense`).
+    normalised to sum to 1 (so it is the row-normalised matrix to rounding, like :meth:`dense`). The first
+    product runs matrix-free, so an operator used once (a consistency measurement) never pays for the
+    matrix.
     """
 
     def __init__(self, *args):
         super().__init__(*args)
         self._S = self._key = None
+        self._products = 0
 
     def _matrix_for(self, r, s) -> np.ndarray:
         key = (r.tobytes(), s.tobytes())
@@ -195,6 +198,9 @@ class _CachedEngine(_DenseEngine):
         return self._S
 
     def weighted_sum(self, r, s, V, transpose=False) -> np.ndarray:
+        self._products += 1
+        if self._products == 1 and self._S is None:
+            return super().weighted_sum(r, s, V, transpose)
         S = self._matrix_for(r, s)
         return self.k["dense_t" if transpose else "dense"](S, V)
 
@@ -352,8 +358,8 @@ class AttentionOperator:
         every row sum is >= 1, so the dropped mass per row, relative to the row sum, is <= tolerance.
         Normalisations are then computed on the truncated kernel. ``"auto"`` (the default) truncates when
         the metric is a metric, N >= AUTO_SPARSE_MIN_N (2000) and a row keeps at most AUTO_SPARSE_FRACTION
-        (25%) of the points (the neighbour counts of 64 rows are measured): the regime where the neighbour
-        search pays. It does not pay in high dimension at moderate eps (the cutoff ball then holds most
+        (25%) of the points (the neighbour counts of 64 rows are measured) and the CSR form (about 20 bytes a
+        pair) fits in half the available memory: the regime where the neighbour search pays. It does not pay in high dimension at moderate eps (the cutoff ball then holds most
         points) nor for pseudo-metrics (no cutoff exists); those stay exact.
     tolerance : float
         Relative mass dropped per row in truncated mode, in (0, 1). Default 1e-12.
@@ -426,7 +432,9 @@ class AttentionOperator:
             return False
         # measured, not guessed: the neighbours of 64 rows within the search ball (a k-d tree, O(N log N))
         space = self.metric.search_space(self.points, self.domain, self.cutoff)
-        return bool(_probe(space, self.n) <= AUTO_SPARSE_FRACTION * self.n)
+        per_row = _probe(space, self.n)
+        # and the CSR (about 20 bytes a pair) must fit in half the available memory; else matrix-free
+        return bool(per_row <= AUTO_SPARSE_FRACTION * self.n and 20.0 * per_row * self.n <= 0.5 * memory_budget())
 
     @property
     def truncated(self) -> bool:

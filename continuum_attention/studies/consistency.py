@@ -111,7 +111,9 @@ def kernel_rows(points: np.ndarray, n_rows: int, eps: float, domain: Torus, valu
     """(S_eps values)[:n_rows]: the attention layer (row normalisation, Euclidean metric, minimum image)
     at the first ``n_rows`` of the N points, in O(n_rows N) work (:meth:`AttentionOperator.apply_rows`).
     """
-    return AttentionOperator(points, eps, domain=domain).apply_rows(np.arange(n_rows), values)
+    # a few rows of a large sample: O(n_rows N) matrix-free, never a neighbour structure for all N points
+    return AttentionOperator(points, eps, domain=domain, truncate=False, dense_budget=0).apply_rows(
+        np.arange(n_rows), values)
 
 
 def _grid(case: Case, nodes: int | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
