@@ -297,6 +297,19 @@ def _neighbour_cell(c, k, off, ncell, periodic):
     return q
 
 
+@njit(cache=True, inline="always")
+def _wrapped(q, n, period, periodic):
+    """Neighbour cell q of an axis of n cells: (cell, shift to add to differences, exists?).
+
+    A cell past either end of a periodic axis is the one at the other end, one period away: adding that
+    shift to a difference is its minimum image (cells are >= r wide and r < period / 3)."""
+    if 0 <= q < n:
+        return q, 0.0, True
+    if not periodic:
+        return q, 0.0, False
+    return (q + n) % n, (period if q < 0 else -period), True
+
+
 @njit(parallel=True, cache=True)
 def _cell_pass(Zs, order, start, lo, width, ncell, box, periodic, r2, indptr, indices, dist2, fill):  # pragma: no cover
     """Count (fill=False: indptr[i + 1] = count) or write (fill=True) the neighbours of every point.
@@ -322,26 +335,17 @@ def _cell_pass(Zs, order, start, lo, width, ncell, box, periodic, r2, indptr, in
         # a wrapped neighbour cell is one period away: subtracting that period is the minimum image exactly
         # (r < box / 3), the same arithmetic as the kernels' rounding, with no rounding in the inner loop
         for o0 in range(-1, 2):
-            q0, s0 = c0 + o0, 0.0
-            if q0 < 0 or q0 >= n0:
-                if not periodic:
-                    continue
-                s0 = box[0] if q0 < 0 else -box[0]
-                q0 = (q0 + n0) % n0
+            q0, s0, ok0 = _wrapped(c0 + o0, n0, box[0], periodic)
+            if not ok0:
+                continue
             for o1 in range(-1 if m > 1 else 0, 2 if m > 1 else 1):
-                q1, s1 = c1 + o1, 0.0
-                if q1 < 0 or q1 >= n1:
-                    if not periodic:
-                        continue
-                    s1 = box[1] if q1 < 0 else -box[1]
-                    q1 = (q1 + n1) % n1
+                q1, s1, ok1 = _wrapped(c1 + o1, n1, box[1] if m > 1 else 1.0, periodic)
+                if not ok1:
+                    continue
                 for o2 in range(-1 if m > 2 else 0, 2 if m > 2 else 1):
-                    q2, s2 = c2 + o2, 0.0
-                    if q2 < 0 or q2 >= n2:
-                        if not periodic:
-                            continue
-                        s2 = box[2] if q2 < 0 else -box[2]
-                        q2 = (q2 + n2) % n2
+                    q2, s2, ok2 = _wrapped(c2 + o2, n2, box[2] if m > 2 else 1.0, periodic)
+                    if not ok2:
+                        continue
                     cell = (q0 * n1 + q1) * n2 + q2
                     for p in range(start[cell], start[cell + 1]):
                         d = (z0 - Zs[p, 0]) + s0
