@@ -36,7 +36,8 @@ def test_walkers_conserve_mass_and_reach_degrees():
     mu0 = np.zeros(300)
     mu0[0] = 1.0
     sol = solver.run(mu0, n_layers=400, n_snapshots=5, progress=False)
-    np.testing.assert_allclose(sol.values.sum(axis=1), 1.0, rtol=0, atol=1e-14)  # reaches 1.1e-15
+    # reaches 1.2e-14: rounding walks over 400 steps (1.1e-15 with the tiled kernels' summation order)
+    np.testing.assert_allclose(sol.values.sum(axis=1), 1.0, rtol=0, atol=5e-14)
     q = solver.operator.degrees()
     np.testing.assert_allclose(sol.values[-1], q / q.sum(), rtol=4e-14)  # reaches 3.8e-15
 

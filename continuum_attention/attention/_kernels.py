@@ -30,7 +30,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import literally, njit, prange, types
+from numba.extending import intrinsic
 
 SQUARED = 0
 DOT = 1
@@ -130,7 +131,7 @@ def _chunks(na):
 
 
 @njit(parallel=True, cache=True)
-def kernel_sum(family, A, BT, M, use_M, period, c, r, s, V):  # pragma: no cover - compiled
+def _tiled_sum(family, A, BT, M, use_M, period, c, r, s, V):  # pragma: no cover - compiled
     na, nb, m, d = A.shape[0], BT.shape[1], V.shape[1], A.shape[1]
     out = np.zeros((na, m))
     nchunk, size = _chunks(na)
@@ -150,7 +151,7 @@ def kernel_sum(family, A, BT, M, use_M, period, c, r, s, V):  # pragma: no cover
 
 
 @njit(parallel=True, cache=True)
-def kernel_lse(family, A, BT, M, use_M, period, c, s):  # pragma: no cover - compiled
+def _tiled_lse(family, A, BT, M, use_M, period, c, s):  # pragma: no cover - compiled
     na, nb, d = A.shape[0], BT.shape[1], A.shape[1]
     out = np.empty(na)
     nchunk, size = _chunks(na)
@@ -177,7 +178,7 @@ def kernel_lse(family, A, BT, M, use_M, period, c, s):  # pragma: no cover - com
 
 
 @njit(parallel=True, cache=True)
-def kernel_displacement(family, A, BT, M, use_M, period, X, xperiod, c, r, s):  # pragma: no cover
+def _tiled_displacement(family, A, BT, M, use_M, period, X, xperiod, c, r, s):  # pragma: no cover
     na, nb, d, dx = A.shape[0], BT.shape[1], A.shape[1], X.shape[1]
     out = np.zeros((na, dx + 1))
     nchunk, size = _chunks(na)
@@ -198,6 +199,240 @@ def kernel_displacement(family, A, BT, M, use_M, period, X, xperiod, c, r, s):  
                     total += buf[b]
                 out[a, dx] += total
     return out
+
+
+# ------------------------------------------------------------------------ fused lane kernels (d <= 8)
+# For few coordinates the tiled kernels above are bound by their passes over the tile buffers, not by
+# arithmetic. These kernels compute a pair's score, its exponential and its contribution in registers, eight
+# columns at a time (one AVX-512 vector of float64), each column block b..b+7 accumulated in eight partial sums
+# (lane j holds the columns = j mod 8), reduced in a fixed order at the end of the row: the sums depend neither on
+# the thread count nor on the run. The dimension d is a compile-time constant (``literally``), so the loops over
+# coordinates unroll and only the lane loops remain; one specialisation is compiled (and cached) per d.
+# Columns are padded to a multiple of 8 with s = +inf, whose weight is exactly 0.
+LANES = 8
+LANE_MAX_DIM = 8  # above this, the unrolled coordinate loops stop paying: the tiled kernels take over
+
+
+@intrinsic
+def _bits_as_float(typingctx, x):
+    """The float64 whose bits are the int64 x (a free register move, unlike a view through memory)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _float_as_bits(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+    return types.int64(types.float64), codegen
+
+
+@njit(cache=True, inline="always")
+def fast_exp(x):
+    """exp(x) for x > _CLAMP, else 0: the Cody-Waite/Taylor routine of ``_weights`` on one value, branch-free.
+
+    2^k is assembled by a bit cast in registers, so a loop calling it vectorises; NaN gives 0 (the select).
+    """
+    t = min(max(x, _CLAMP), -_CLAMP)
+    y = t * _LOG2E + _MAGIC
+    k = y - _MAGIC
+    r = (t - k * _LN2_HI) - k * _LN2_LO
+    p = _INV_FACT[12]
+    for i in range(11, -1, -1):
+        p = p * r + _INV_FACT[i]
+    return p * _bits_as_float(_float_as_bits(y + 1023.0) << 52) if x > _CLAMP else 0.0
+
+
+@njit(cache=True, inline="always")
+def _lane_diff(ak, bk, wrap, p, ip):
+    """Minimum image of ak - bk when ``wrap`` (p = ip = 0 on a non-periodic axis returns the difference exactly)."""
+    dk = ak - bk
+    if wrap:
+        dk = dk - p * ((dk * ip + _MAGIC) - _MAGIC)
+    return dk
+
+
+@njit(cache=True, inline="always")
+def _lane_score(family, A, BT, M, use_M, wrap, period, iperiod, a, b, d):
+    """f(a, b) as one scalar expression: loops over the d coordinates only (d, family, use_M, wrap constant)."""
+    q = 0.0
+    if family == DOT:
+        for k in range(d):
+            q -= A[a, k] * BT[k, b]
+    elif use_M:
+        for k in range(d):
+            dk = _lane_diff(A[a, k], BT[k, b], wrap, period[k], iperiod[k])
+            for m in range(d):
+                q += M[k, m] * dk * _lane_diff(A[a, m], BT[m, b], wrap, period[m], iperiod[m])
+    else:
+        for k in range(d):
+            dk = _lane_diff(A[a, k], BT[k, b], wrap, period[k], iperiod[k])
+            q += dk * dk
+    return q
+
+
+@njit(parallel=True, cache=True)
+def _lane_sum(family, A, BT, M, use_M, wrap, period, iperiod, c, r, s, VT, d, m):  # pragma: no cover - compiled
+    na, nblocks = A.shape[0], BT.shape[1] // LANES
+    out = np.zeros((na, m))
+    for a in prange(na):
+        ra, acc = r[a], np.zeros((m, LANES))
+        for blk in range(nblocks):  # an exact block count: with range(0, nb, 8) LLVM leaves the lanes scalar
+            b = blk * LANES
+            for j in range(LANES):
+                w = fast_exp(-c * _lane_score(family, A, BT, M, use_M, wrap, period, iperiod, a, b + j, d)
+                             - ra - s[b + j])
+                for col in range(m):
+                    acc[col, j] += w * VT[col, b + j]
+        for col in range(m):
+            total = 0.0
+            for j in range(LANES):
+                total += acc[col, j]
+            out[a, col] = total
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _lane_lse(family, A, BT, M, use_M, wrap, period, iperiod, c, s, d):  # pragma: no cover - compiled
+    """Two passes a row: the exact maximum e* of the exponents (lane maxima), then log sum exp(e - e*) + e*.
+
+    Computing each score twice is cheaper than an online rescaling, whose per-pair select does not vectorise.
+    """
+    na, nblocks = A.shape[0], BT.shape[1] // LANES
+    out = np.empty(na)
+    for a in prange(na):
+        top = np.full(LANES, -np.inf)
+        for blk in range(nblocks):
+            b = blk * LANES
+            for j in range(LANES):
+                e = -c * _lane_score(family, A, BT, M, use_M, wrap, period, iperiod, a, b + j, d) - s[b + j]
+                top[j] = max(top[j], e)
+        peak = top[0]
+        for j in range(1, LANES):
+            peak = max(peak, top[j])
+        if peak == -np.inf:  # every weight is 0 (s = +inf everywhere, or c f = inf): the sum is 0
+            out[a] = -np.inf
+            continue
+        acc = np.zeros(LANES)
+        for blk in range(nblocks):
+            b = blk * LANES
+            for j in range(LANES):
+                e = -c * _lane_score(family, A, BT, M, use_M, wrap, period, iperiod, a, b + j, d) - s[b + j]
+                acc[j] += fast_exp(e - peak)
+        total = 0.0
+        for j in range(LANES):
+            total += acc[j]
+        out[a] = peak + math.log(total)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _lane_displacement(family, A, BT, M, use_M, wrap, period, iperiod, XT, xwrap, xperiod, ixperiod, c, r, s,
+                       d, dx):  # pragma: no cover - compiled
+    na, nblocks = A.shape[0], BT.shape[1] // LANES
+    out = np.zeros((na, dx + 1))
+    for a in prange(na):
+        ra, acc = r[a], np.zeros((dx + 1, LANES))
+        for blk in range(nblocks):
+            b = blk * LANES
+            for j in range(LANES):
+                w = fast_exp(-c * _lane_score(family, A, BT, M, use_M, wrap, period, iperiod, a, b + j, d)
+                             - ra - s[b + j])
+                for k in range(dx):
+                    acc[k, j] += w * _lane_diff(XT[k, b + j], XT[k, a], xwrap, xperiod[k], ixperiod[k])
+                acc[dx, j] += w
+        for k in range(dx + 1):
+            total = 0.0
+            for j in range(LANES):
+                total += acc[k, j]
+            out[a, k] = total
+    return out
+
+
+# Compile-time constants: the dimension d, the number of value columns m, the family and the two flags, so the
+# coordinate and column loops unroll and the lane loop vectorises. One specialisation each, cached on disk.
+@njit(cache=True)
+def _lane_sum_literal(family, A, BT, M, use_M, wrap, period, iperiod, c, r, s, VT, d, m):
+    return _lane_sum(literally(family), A, BT, M, literally(use_M), literally(wrap), period, iperiod, c, r, s, VT,
+                     literally(d), literally(m))
+
+
+@njit(cache=True)
+def _lane_lse_literal(family, A, BT, M, use_M, wrap, period, iperiod, c, s, d):
+    return _lane_lse(literally(family), A, BT, M, literally(use_M), literally(wrap), period, iperiod, c, s,
+                     literally(d))
+
+
+@njit(cache=True)
+def _lane_displacement_literal(family, A, BT, M, use_M, wrap, period, iperiod, XT, xwrap, xperiod, ixperiod, c, r,
+                               s, d, dx):
+    return _lane_displacement(literally(family), A, BT, M, literally(use_M), literally(wrap), period, iperiod, XT,
+                              literally(xwrap), xperiod, ixperiod, c, r, s, literally(d), literally(dx))
+
+
+# Widths the lane kernels are compiled for: d and m are padded up to the next one with zero coordinates (which
+# add exact zeros to every score) and zero value columns, so that a handful of specialisations cover d, m <= 8.
+_LANE_WIDTHS = (1, 2, 3, 4, 8)
+
+
+def _lane_width(n: int) -> int:
+    return next(w for w in _LANE_WIDTHS if w >= n)
+
+
+def _pad(X: np.ndarray, rows: int, cols: int, fill: float = 0.0) -> np.ndarray:
+    out = np.full((rows, cols), fill)
+    out[: X.shape[0], : X.shape[1]] = X
+    return out
+
+
+def _lane_inputs(family, A, BT, M, use_M, period, s, *values):
+    """Padded (A, B^T, M, flags and periods, s, values^T): columns to a multiple of LANES with s = +inf (weight
+    exactly 0), coordinates to a lane width with zeros; each values array (N, k) becomes (width(k), N padded).
+
+    The quadratic form always takes the wrapping path (exact on non-periodic axes), one specialisation fewer.
+    """
+    d, nb = _lane_width(A.shape[1]), BT.shape[1]
+    nbp = -(-nb // LANES) * LANES
+    on = period > 0
+    per = np.where(on, period, 0.0)
+    geometry = (int(family), _pad(A, A.shape[0], d), _pad(BT, d, nbp), _pad(M, d, d), bool(use_M),
+                (bool(on.any()) or bool(use_M)) and family != DOT, _pad(per[None], 1, d)[0],
+                _pad(np.where(on, 1.0 / np.where(on, period, 1.0), 0.0)[None], 1, d)[0])
+    sp = np.full(nbp, np.inf)
+    sp[:nb] = s
+    return geometry, sp, d, [_pad(V.T, _lane_width(V.shape[1]), nbp) for V in values]
+
+
+def kernel_sum(family, A, BT, M, use_M, period, c, r, s, V) -> np.ndarray:
+    """out[a, :] = sum_b exp(-c f(a, b) - r_a - s_b) V[b, :]: fused lanes for d, m <= 8, else the tiles."""
+    if A.shape[0] == 0 or max(A.shape[1], V.shape[1]) > LANE_MAX_DIM:
+        return _tiled_sum(family, A, BT, M, use_M, period, c, r, s, V)
+    geometry, sp, d, (VTp,) = _lane_inputs(family, A, BT, M, use_M, period, s, V)
+    out = _lane_sum_literal(*geometry, c, r, sp, VTp, d, VTp.shape[0])
+    return out[:, : V.shape[1]]
+
+
+def kernel_lse(family, A, BT, M, use_M, period, c, s) -> np.ndarray:
+    """out[a] = log sum_b exp(-c f(a, b) - s_b), shifted by the exact row maximum."""
+    if A.shape[0] == 0 or A.shape[1] > LANE_MAX_DIM:
+        return _tiled_lse(family, A, BT, M, use_M, period, c, s)
+    geometry, sp, d, _ = _lane_inputs(family, A, BT, M, use_M, period, s)
+    return _lane_lse_literal(*geometry, c, sp, d)
+
+
+def kernel_displacement(family, A, BT, M, use_M, period, X, xperiod, c, r, s) -> np.ndarray:
+    """out[a, :dx] = sum_b w_ab minimage(X_b - X_a), out[a, dx] = sum_b w_ab (rows and columns: the same points)."""
+    dx = X.shape[1]
+    if A.shape[0] == 0 or max(A.shape[1], dx) > LANE_MAX_DIM or A.shape[0] != X.shape[0]:
+        return _tiled_displacement(family, A, BT, M, use_M, period, X, xperiod, c, r, s)
+    geometry, sp, d, (XTp,) = _lane_inputs(family, A, BT, M, use_M, period, s, X)
+    on = xperiod > 0
+    xw = XTp.shape[0]
+    xper = _pad(np.where(on, xperiod, 0.0)[None], 1, xw)[0]
+    ixper = _pad(np.where(on, 1.0 / np.where(on, xperiod, 1.0), 0.0)[None], 1, xw)[0]
+    out = _lane_displacement_literal(*geometry, XTp, bool(on.any()), xper, ixper, c, r, sp, d, xw)
+    return np.concatenate([out[:, :dx], out[:, xw:]], axis=1)
 
 
 @njit(parallel=True, cache=True)
@@ -287,17 +522,6 @@ def _cell_index(Z, lo, width, ncell, periodic):
 
 
 @njit(cache=True, inline="always")
-def _neighbour_cell(c, k, off, ncell, periodic):
-    q = c[k] + off
-    if periodic:
-        if q < 0:
-            q += ncell[k]
-        elif q >= ncell[k]:
-            q -= ncell[k]
-    return q
-
-
-@njit(cache=True, inline="always")
 def _wrapped(q, n, period, periodic):
     """Neighbour cell q of an axis of n cells: (cell, shift to add to differences, exists?).
 
@@ -310,60 +534,93 @@ def _wrapped(q, n, period, periodic):
     return (q + n) % n, (period if q < 0 else -period), True
 
 
-@njit(parallel=True, cache=True)
-def _cell_pass(Zs, order, start, lo, width, ncell, box, periodic, r2, indptr, indices, dist2, fill):  # pragma: no cover
-    """Count (fill=False: indptr[i + 1] = count) or write (fill=True) the neighbours of every point.
+@njit(cache=True)
+def _neighbour_ranges(z, lo, width, ncell, box, periodic, start, ranges):
+    """The candidate ranges of a point z (3 coordinates): rows (p0, p1, shift0, shift1, shift2) of ``ranges``.
 
-    ``Zs`` holds the points in cell order (``Zs[p] = Z[order[p]]``), so that a cell's points are contiguous
-    in memory; the loop runs over them in that order too. Cells are addressed by up to three scalar
-    coordinates (m <= 3; unused axes have one cell), so the loop allocates nothing.
+    Points are stored in cell order and cells are numbered (q0 n1 + q1) n2 + q2, so the three cells along the
+    last axis are one contiguous range of points unless one of them wraps: at most 9 ranges in the interior.
     """
-    n, m = Zs.shape
-    n0 = ncell[0]
-    n1 = ncell[1] if m > 1 else 1
-    n2 = ncell[2] if m > 2 else 1
-    for row in prange(n):
-        i = order[row]
-        z0 = Zs[row, 0]
-        z1 = Zs[row, 1] if m > 1 else 0.0
-        z2 = Zs[row, 2] if m > 2 else 0.0
-        c0 = min(max(int((z0 - lo[0]) / width[0]), 0), n0 - 1)
-        c1 = min(max(int((z1 - lo[1]) / width[1]), 0), n1 - 1) if m > 1 else 0
-        c2 = min(max(int((z2 - lo[2]) / width[2]), 0), n2 - 1) if m > 2 else 0
-        pos = indptr[i] if fill else 0
-        count = 0
-        # a wrapped neighbour cell is one period away: subtracting that period is the minimum image exactly
-        # (r < box / 3), the same arithmetic as the kernels' rounding, with no rounding in the inner loop
-        for o0 in range(-1, 2):
-            q0, s0, ok0 = _wrapped(c0 + o0, n0, box[0], periodic)
-            if not ok0:
+    n0, n1, n2 = ncell[0], ncell[1], ncell[2]
+    c0 = min(max(int((z[0] - lo[0]) / width[0]), 0), n0 - 1)
+    c1 = min(max(int((z[1] - lo[1]) / width[1]), 0), n1 - 1)
+    c2 = min(max(int((z[2] - lo[2]) / width[2]), 0), n2 - 1)
+    count = 0
+    for o0 in range(-1, 2):
+        q0, s0, ok0 = _wrapped(c0 + o0, n0, box[0], periodic[0])
+        if not ok0 or (o0 != 0 and n0 == 1):
+            continue
+        for o1 in range(-1, 2):
+            q1, s1, ok1 = _wrapped(c1 + o1, n1, box[1], periodic[1])
+            if not ok1 or (o1 != 0 and n1 == 1):
                 continue
-            for o1 in range(-1 if m > 1 else 0, 2 if m > 1 else 1):
-                q1, s1, ok1 = _wrapped(c1 + o1, n1, box[1] if m > 1 else 1.0, periodic)
-                if not ok1:
+            base = (q0 * n1 + q1) * n2
+            if 1 <= c2 <= n2 - 2 or (n2 == 1 and c2 == 0):  # the whole run along the last axis, unshifted
+                lo2, hi2 = (c2 - 1, c2 + 1) if n2 > 1 else (0, 0)
+                ranges[count, 0], ranges[count, 1] = start[base + lo2], start[base + hi2 + 1]
+                ranges[count, 2], ranges[count, 3], ranges[count, 4] = s0, s1, 0.0
+                count += 1
+                continue
+            for o2 in range(-1, 2):
+                q2, s2, ok2 = _wrapped(c2 + o2, n2, box[2], periodic[2])
+                if not ok2 or (o2 != 0 and n2 == 1):
                     continue
-                for o2 in range(-1 if m > 2 else 0, 2 if m > 2 else 1):
-                    q2, s2, ok2 = _wrapped(c2 + o2, n2, box[2] if m > 2 else 1.0, periodic)
-                    if not ok2:
-                        continue
-                    cell = (q0 * n1 + q1) * n2 + q2
-                    for p in range(start[cell], start[cell + 1]):
-                        d = (z0 - Zs[p, 0]) + s0
-                        d2 = d * d
-                        if m > 1:
-                            d = (z1 - Zs[p, 1]) + s1
-                            d2 += d * d
-                        if m > 2:
-                            d = (z2 - Zs[p, 2]) + s2
-                            d2 += d * d
-                        if d2 <= r2:
-                            if fill:
-                                indices[pos] = order[p]
-                                dist2[pos] = d2
-                                pos += 1
-                            count += 1
-        if not fill:
-            indptr[i + 1] = count
+                ranges[count, 0], ranges[count, 1] = start[base + q2], start[base + q2 + 1]
+                ranges[count, 2], ranges[count, 3], ranges[count, 4] = s0, s1, s2
+                count += 1
+    return count
+
+
+@njit(cache=True, inline="always")
+def _squared_distance(Zs, p, z, s0, s1, s2):
+    d = (z[0] - Zs[p, 0]) + s0
+    d2 = d * d
+    d = (z[1] - Zs[p, 1]) + s1
+    d2 += d * d
+    d = (z[2] - Zs[p, 2]) + s2
+    return d2 + d * d
+
+
+@njit(parallel=True, cache=True)
+def _cell_count(Zs, start, lo, width, ncell, box, periodic, r2, counts):  # pragma: no cover - compiled
+    """counts[row] = number of points within sqrt(r2) of Zs[row] (branch-free inner loop)."""
+    n = Zs.shape[0]
+    nchunk, size = _chunks(n)
+    for chunk in prange(nchunk):
+        ranges = np.empty((27, 5))
+        for row in range(chunk * size, min(n, (chunk + 1) * size)):
+            z = Zs[row]
+            total = 0
+            for t in range(_neighbour_ranges(z, lo, width, ncell, box, periodic, start, ranges)):
+                s0, s1, s2 = ranges[t, 2], ranges[t, 3], ranges[t, 4]
+                for p in range(int(ranges[t, 0]), int(ranges[t, 1])):
+                    total += _squared_distance(Zs, p, z, s0, s1, s2) <= r2
+            counts[row] = total
+
+
+@njit(parallel=True, cache=True)
+def _cell_fill(Zs, start, lo, width, ncell, box, periodic, r2, indptr, indices, dist2):  # pragma: no cover
+    """Write each row's neighbours (in cell order) at indptr[row]: every candidate is written at the next free
+    slot, which advances only when it is kept (no branch to mispredict); the row stops at its last kept
+    neighbour (the count pass said how many), so no write ever leaves the row's own slots."""
+    n = Zs.shape[0]
+    nchunk, size = _chunks(n)
+    for chunk in prange(nchunk):
+        ranges = np.empty((27, 5))
+        for row in range(chunk * size, min(n, (chunk + 1) * size)):
+            z = Zs[row]
+            pos, end = indptr[row], indptr[row + 1]
+            for t in range(_neighbour_ranges(z, lo, width, ncell, box, periodic, start, ranges)):
+                if pos == end:
+                    break
+                s0, s1, s2 = ranges[t, 2], ranges[t, 3], ranges[t, 4]
+                for p in range(int(ranges[t, 0]), int(ranges[t, 1])):
+                    d2 = _squared_distance(Zs, p, z, s0, s1, s2)
+                    indices[pos] = p
+                    dist2[pos] = d2
+                    pos += d2 <= r2
+                    if pos == end:
+                        break
 
 
 @njit(parallel=True, cache=True)
@@ -388,9 +645,14 @@ def probe_counts(Z, rows, box, periodic, r2):  # pragma: no cover - compiled
 
 
 def cell_neighbours(Z: np.ndarray, box, r: float, check=None):
-    """CSR (indptr, indices int32/int64, squared distances) of all pairs with |z_i - z_j| <= r (minimum image
-    on a periodic ``box``); None when the cell grid does not apply (m > 3, or fewer than 3 cells an axis on a
-    periodic box, where a cell and its wrapped neighbours would coincide)."""
+    """All pairs with |z_i - z_j| <= r (minimum image on a periodic ``box``), with the points in cell order.
+
+    Returns (order, indptr, indices, squared distances): row p and column index q refer to the point
+    ``order[p]``, so neighbours are near each other in memory (every later gather stays in cache), and the
+    columns of a row come by neighbour cell, then by position (a fixed order: sums never depend on the thread
+    count). None where the cell grid does not apply (m > 3, or fewer than 3 cells an axis on a periodic box,
+    where a cell and its wrapped neighbours would coincide). ``check(nnz)`` runs before the O(nnz) arrays exist.
+    """
     n, m = Z.shape
     if m > MAX_CELL_DIM or r <= 0:
         return None
@@ -409,22 +671,31 @@ def cell_neighbours(Z: np.ndarray, box, r: float, check=None):
     if periodic and np.any(ncell < 3):
         return None
     width = extent / ncell
-    cells = _cell_index(np.ascontiguousarray(Z), lo, width, ncell, periodic)
+    # three axes always, the given ones last (the last axis is the contiguous one); a padded axis has one cell
+    # and zero coordinates, which add exact zeros to every distance
+    pad = MAX_CELL_DIM - m
+    Z3 = np.zeros((n, MAX_CELL_DIM))
+    Z3[:, pad:] = Z
+    lo3, width3, box3 = np.zeros(3), np.ones(3), np.ones(3)
+    lo3[pad:], width3[pad:], box3[pad:] = lo, width, hi if periodic else 1.0
+    ncell3 = np.ones(3, np.int64)
+    ncell3[pad:] = ncell
+    periodic3 = np.zeros(3, np.bool_)
+    periodic3[pad:] = periodic
+    cells = _cell_index(Z3, lo3, width3, ncell3, periodic)
     order = np.argsort(cells, kind="stable").astype(np.int64)
     start = np.searchsorted(cells[order], np.arange(int(np.prod(ncell)) + 1)).astype(np.int64)
-    Z = np.ascontiguousarray(Z[order])
-    boxv = hi if periodic else np.ones(m)
+    Zs = np.ascontiguousarray(Z3[order])
     indptr = np.zeros(n + 1, np.int64)
-    dummy_i, dummy_d = np.empty(0, np.int64), np.empty(0)
-    _cell_pass(Z, order, start, lo, width, ncell, boxv, periodic, r * r, indptr, dummy_i, dummy_d, False)
+    _cell_count(Zs, start, lo3, width3, ncell3, box3, periodic3, r * r, indptr[1:])
     np.cumsum(indptr, out=indptr)
     nnz = int(indptr[-1])
     if check is not None:
         check(nnz)  # before the O(nnz) arrays are allocated
     indices = np.empty(nnz, np.int32 if n < 2**31 - 1 else np.int64)
     dist2 = np.empty(nnz)
-    _cell_pass(Z, order, start, lo, width, ncell, boxv, periodic, r * r, indptr, indices, dist2, True)
-    return indptr, indices, dist2
+    _cell_fill(Zs, start, lo3, width3, ncell3, box3, periodic3, r * r, indptr, indices, dist2)
+    return order, indptr, indices, dist2
 
 
 @njit(parallel=True, cache=True)

@@ -206,36 +206,54 @@ class _CachedEngine(_DenseEngine):
 class _SparseEngine:
     """Truncated: the kernel K_ij = exp(-f_ij c) on pairs with f_ij <= cutoff^2, in CSR form (metrics only).
 
-    Memory: int64 column indices plus the kernel values and the normalised values, 24 bytes per stored pair;
-    the transpose (walkers) is built on first use.
+    The CSR lives in the cell order of the neighbour search (``perm[p]`` is the point of internal index p), so
+    that the columns of a row are near each other in memory and every gather of a product stays in cache;
+    each call permutes its vectors in and out (O(N)). The tree path (search spaces of more than three
+    dimensions) keeps the points' own order (perm = None).
+
+    Memory: int32 (or int64 beyond 2^31 points) column indices and the kernel values, 12 bytes per stored pair;
+    S itself (8 more) only for displacements, dense() and extreme shifts; K^T (walkers) is K for a symmetric
+    score and built on first use otherwise.
     """
 
     truncated = True
-    _CHUNK_PAIRS = 1 << 22  # pairs found per neighbour-search chunk (bounds the search temporaries)
+    _CHUNK_PAIRS = 1 << 22  # pairs found per neighbour-search chunk of the tree path (bounds its temporaries)
 
     def __init__(self, metric, geom: _Geometry, c: float, kernels: dict, x, domain, cutoff: float):
         self.geom, self.c, self.k, self.n = geom, c, kernels, x.shape[0]
         self.x, self.domain = x, domain
-        self.indptr, self.indices, self.kdata = self._build(metric, cutoff)
-        self._sdata = self._transpose = self._key = None
+        self.perm, self.indptr, self.indices, self.kdata = self._build(metric, cutoff)
+        self._sdata = self._transpose = self._key = self._inverse = None
+
+    # --- the internal (cell) order
+    def _inward(self, v: np.ndarray) -> np.ndarray:
+        return v if self.perm is None else np.ascontiguousarray(v[self.perm])
+
+    def _outward(self, v: np.ndarray) -> np.ndarray:
+        if self.perm is None:
+            return v
+        out = np.empty_like(v)
+        out[self.perm] = v
+        return out
 
     def _build(self, metric, cutoff: float):
         space = metric.search_space(self.x, self.domain, cutoff)
         z, box, radius = np.ascontiguousarray(space.coords, dtype=np.float64), space.box, space.radius
 
-        def check(nnz: int) -> None:  # index (4 or 8 bytes) + kernel + scaled kernel per stored pair
-            check_memory(20.0 * nnz, f"the truncated kernel (N={self.n}, {nnz / self.n:.0f} neighbours a row)")
+        def check(nnz: int) -> None:  # index (4 bytes, 8 beyond 2^31 points) + kernel value per stored pair
+            check_memory(12.0 * nnz, f"the truncated kernel (N={self.n}, {nnz / self.n:.0f} neighbours a row)")
 
         found = _kernels.cell_neighbours(z, None if box is None else np.asarray(box, dtype=np.float64), radius, check)
         if found is not None:
-            return self._from_candidates(*found, exact=space.exact, cutoff=cutoff)
-        return self._build_with_tree(space, cutoff)
+            perm, indptr, indices, f = found
+            return (perm, *self._from_candidates(perm, indptr, indices, f, exact=space.exact, cutoff=cutoff))
+        return (None, *self._build_with_tree(space, cutoff))
 
-    def _from_candidates(self, indptr, indices, f, *, exact: bool, cutoff: float):
+    def _from_candidates(self, perm, indptr, indices, f, *, exact: bool, cutoff: float):
         """CSR of the kernel from candidate pairs and their squared search distances (f, reused in place)."""
         if not exact:  # the search ball is larger than the metric ball: recompute f and keep f <= cutoff^2
             rows = np.repeat(np.arange(self.n), np.diff(indptr))
-            f = self._scores(rows, indices.astype(np.int64))
+            f = self._scores(perm[rows], perm[indices.astype(np.int64)])
             keep = f <= cutoff * cutoff
             indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=self.n))]).astype(np.int64)
             indices, f = indices[keep], f[keep]
@@ -293,35 +311,72 @@ class _SparseEngine:
     def _scaled(self, r, s) -> np.ndarray:
         key = (r.tobytes(), s.tobytes())
         if self._key != key:  # S = diag(e^-r) K diag(e^-s), cached per (r, s)
-            self._sdata = self.k["csr_scale"](self.indptr, self.indices, self.kdata, r, s)
-            self._transpose, self._key = None, key
+            check_memory(8.0 * self.nnz, f"the truncated S (N={self.n}, nnz={self.nnz})")
+            self._sdata = self.k["csr_scale"](self.indptr, self.indices, self.kdata, self._inward(r), self._inward(s))
+            self._key = key
         return self._sdata
 
+    # Products use S = diag(e^-r) K diag(e^-s) without storing S (whose first touch alone costs as much as the
+    # product at N = 10^6): the factors are applied to the vectors. They are safe where every factor is a
+    # normal float far from over- and underflow; otherwise S is formed pair by pair (csr_scale).
+    _FACTOR_RANGE = (1e-100, 1e100)
+
+    def _factors(self, r, s):
+        er, es = np.exp(-self._inward(r)), np.exp(-self._inward(s))
+        lo, hi = self._FACTOR_RANGE
+        if er.min(initial=1.0) >= lo and er.max(initial=1.0) <= hi and es.min(initial=1.0) >= lo \
+                and es.max(initial=1.0) <= hi:
+            return er[:, None], es[:, None]
+        return None
+
+    def _kernel_transpose(self) -> tuple:
+        """K^T in CSR: K itself for a symmetric score (the search gives f_ij and f_ji bit for bit equal)."""
+        if self.geom.symmetric and self.perm is not None:
+            return self.indptr, self.indices, self.kdata
+        if self._transpose is None:
+            T = self._matrix(self.kdata).T.tocsr()
+            self._transpose = (T.indptr.astype(np.int64), T.indices.astype(np.int64), T.data)
+        return self._transpose
+
     def weighted_sum(self, r, s, V, transpose=False) -> np.ndarray:
+        V = self._inward(V)
+        factors = self._factors(r, s)
+        if factors is not None:
+            er, es = factors
+            if not transpose:
+                return self._outward(er * self.k["csr"](self.indptr, self.indices, self.kdata, es * V))
+            return self._outward(es * self.k["csr"](*self._kernel_transpose(), er * V))
         data = self._scaled(r, s)
         if not transpose:
-            return self.k["csr"](self.indptr, self.indices, data, V)
-        if self._transpose is None:
-            T = self._matrix(data).T.tocsr()
-            self._transpose = (T.indptr.astype(np.int64), T.indices.astype(np.int64), T.data)
-        return self.k["csr"](*self._transpose, V)
+            return self._outward(self.k["csr"](self.indptr, self.indices, data, V))
+        T = self._matrix(data).T.tocsr()
+        return self._outward(self.k["csr"](T.indptr.astype(np.int64), T.indices.astype(np.int64), T.data, V))
 
     def log_row_sums(self, s) -> np.ndarray:
-        return np.log(self.k["csr"](self.indptr, self.indices, self.kdata, np.exp(-s)[:, None])[:, 0])
+        es = np.exp(-self._inward(s))[:, None]
+        return self._outward(np.log(self.k["csr"](self.indptr, self.indices, self.kdata, es)[:, 0]))
 
     def rows_normalised_sum(self, idx, s, V) -> np.ndarray:
         """Rows ``idx`` of diag(1/row sums) K diag(e^-s) V from the stored CSR rows."""
-        block = self._matrix(self.kdata * np.exp(-s[self.indices]))[idx]
-        return (block @ V) / np.asarray(block.sum(axis=1))
+        if self.perm is not None and self._inverse is None:
+            self._inverse = np.argsort(self.perm)
+        inside = idx if self.perm is None else self._inverse[idx]
+        block = self._matrix(self.kdata * np.exp(-self._inward(s)[self.indices]))[inside]
+        return (block @ self._inward(V)) / np.asarray(block.sum(axis=1))
 
     def displacement(self, r, s) -> np.ndarray:
-        data, rows = self._scaled(r, s), self._rows()
-        D = self.domain.difference(self.x[self.indices], self.x[rows])
+        data, rows, x = self._scaled(r, s), self._rows(), self._inward(self.x)
+        D = self.domain.difference(x[self.indices], x[rows])
         out = np.stack([np.bincount(rows, data * D[:, k], minlength=self.n) for k in range(D.shape[1])], axis=1)
-        return out / np.bincount(rows, data, minlength=self.n)[:, None]
+        return self._outward(out / np.bincount(rows, data, minlength=self.n)[:, None])
 
     def dense(self, r, s) -> np.ndarray:
-        return self._matrix(self._scaled(r, s)).toarray()
+        inner = self._matrix(self._scaled(r, s)).toarray()
+        if self.perm is None:
+            return inner
+        out = np.empty_like(inner)
+        out[np.ix_(self.perm, self.perm)] = inner
+        return out
 
 
 # ------------------------------------------------------------------------------------------- operator
