@@ -115,17 +115,19 @@ class ParticleSolver:
         Sample points (for tokens: the initial positions unless ``run`` is given others).
     eps : float
         Kernel scale; one layer advances time by eps/2.
-    metric, domain, normalization, truncate, tolerance, backend :
+    metric, domain, normalization, truncate, tolerance, backend, dense_budget, device, dtype :
         Passed to :class:`~continuum_attention.attention.AttentionOperator`.
     mode : "features", "walkers" or "tokens"
     """
 
     def __init__(self, points, eps: float, *, metric=None, domain: Domain | None = None, mode: str = "features",
                  normalization="row", truncate: bool | str = "auto", tolerance: float = 1e-12,
-                 backend: str = "numba", dense_budget: float = DENSE_BUDGET):
+                 backend: str = "numba", dense_budget: float = DENSE_BUDGET, device: str | None = None,
+                 dtype: str = "float64"):
         self.mode = option(mode, "mode", MODES)
         self._options = dict(metric=metric, domain=domain, normalization=normalization, truncate=truncate,
-                             tolerance=tolerance, backend=backend, dense_budget=dense_budget)
+                             tolerance=tolerance, backend=backend, dense_budget=dense_budget, device=device,
+                             dtype=dtype)
         # Built once for features/walkers; for tokens it validates the input and gives layer 0.
         self.operator = AttentionOperator(points, eps, **self._options)
         self.eps, self.points, self.n = self.operator.eps, self.operator.points, self.operator.n
@@ -251,7 +253,8 @@ class ParticleSolver:
 
     def _metadata(self) -> dict:
         op = self.operator
-        meta = {"n": self.n, "normalization": list(op.normalization), "backend": op.backend,
+        meta = {"n": self.n, "normalization": list(op.normalization), "backend": op.backend, "device": op.device,
+                "dtype": op.dtype,
                 "truncated": op.truncated, "plan": op.plan, "tolerance": op.tolerance, "domain": op.domain.to_config()}
         try:
             meta["metric"] = op.metric.to_config()

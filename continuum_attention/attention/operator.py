@@ -50,7 +50,8 @@ AUTO_SPARSE_MIN_N = 2000
 #: Otherwise S is cached as an (N, N) array when 8 N^2 bytes fit in dense_budget (default 1 GiB: N <= 11585)
 #: and in half the available memory; beyond that it is recomputed from the points every pass (O(N) memory).
 DENSE_BUDGET = float(2**30)
-_BACKENDS = ("numba", "numpy")
+_BACKENDS = ("numba", "numpy", "torch")
+_DTYPES = ("float64", "float32")
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -400,8 +401,13 @@ class AttentionOperator:
         See the module docstring. Sinkhorn needs a symmetric f (any metric, or DotProduct with Q^T K
         symmetric); it iterates ``log u <- (log u - log K u) / 2`` until ``max |u (K u) - 1| <= sinkhorn_tol``
         and reports the count in :attr:`sinkhorn_iterations`.
-    backend : "numba" or "numpy"
-        Fused parallel Numba kernels, or their blockwise NumPy references (same numbers to ~1e-15).
+    backend : "numba", "numpy" or "torch"
+        Fused parallel Numba kernels, their blockwise NumPy references (same numbers to ~1e-15), or the same
+        blocks in PyTorch (``device``, ``dtype``; needs the ``learn`` extra).
+    device : str, optional
+        backend="torch" only: "cpu", "cuda", "cuda:1", ...; default "cuda" when available, else "cpu".
+    dtype : "float64" or "float32"
+        Arithmetic of the kernels. float32 (about 1e-6 relative) needs backend="torch".
     truncate : bool or "auto"
         Metrics only. Keep only pairs with ``f <= r^2``, ``r^2 = 2 eps ln(N / tolerance)``, found with a
         ``cKDTree`` (periodic on a Torus) and stored as CSR. Each dropped weight is < tolerance / N and
@@ -434,7 +440,8 @@ class AttentionOperator:
     def __init__(self, points, eps: float, *, metric: _metrics.PseudoMetric | None = None,
                  domain: Domain | None = None, normalization="row", backend: str = "numba",
                  truncate: bool | str = "auto", tolerance: float = 1e-12, sinkhorn_tol: float = 1e-12,
-                 sinkhorn_max_iter: int = 10000, dense_budget: float = DENSE_BUDGET):
+                 sinkhorn_max_iter: int = 10000, dense_budget: float = DENSE_BUDGET, device: str | None = None,
+                 dtype: str = "float64"):
         self.eps = _check_eps(eps)
         self.metric = _metrics.as_metric(metric)
         x = as_points(points)
@@ -453,7 +460,7 @@ class AttentionOperator:
             raise ValueError(f"normalization='sinkhorn' needs a symmetric pseudo-metric; {self.metric!r} "
                              "is not symmetric (f(x, y) != f(y, x))")
         geom = _geometry(self.metric, self.points, self.domain)
-        kernels = _kernels.NUMBA if backend == "numba" else _kernels.NUMPY
+        kernels = self._kernels(device, dtype)
         # 1 / (2 eps) overflows for eps below ~1e-308; the largest float keeps f = 0 at weight 1 (not inf * 0 =
         # NaN) and every f > 0 at weight 0: S = I, the exact limit
         c = min(1.0 / (2.0 * self.eps), float(np.finfo(np.float64).max))
@@ -472,6 +479,29 @@ class AttentionOperator:
         self._log_degrees: np.ndarray | None = None
 
     # ---------------------------------------------------------------------------------- construction
+    def _kernels(self, device, dtype) -> dict:
+        self.dtype = option(dtype, "dtype", _DTYPES)
+        if self.backend != "torch":
+            if device is not None:
+                raise ValueError(f"device is for backend='torch', got device={device!r} with backend={self.backend!r}")
+            if self.dtype != "float64":
+                raise ValueError(f"dtype={dtype!r} needs backend='torch' (the {self.backend} kernels are float64)")
+            self.device = "cpu"
+            return _kernels.NUMBA if self.backend == "numba" else _kernels.NUMPY
+        from . import _torch
+
+        torch = _torch._torch()
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if not isinstance(device, str):
+            raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got device={describe(device)}")
+        try:
+            torch.empty(0, device=device)
+        except (RuntimeError, AssertionError) as exc:
+            raise ValueError(f"device={device!r} is not available to PyTorch here: {exc}") from None
+        self.device = device
+        return _torch.TorchKernels(device, self.dtype)
+
     def _use_truncation(self, truncate) -> bool:
         option(truncate, "truncate", (True, False, "auto"))
         if truncate is True and not self.metric.is_metric:
