@@ -131,6 +131,7 @@ def row_measures(P: np.ndarray, models: dict[str, np.ndarray]) -> dict[str, np.n
 
     ``tv_NAME`` for each model S in ``models``: sum_j |P_ij - S_ij| / 2; ``argmax`` the highest-weight key;
     ``self``, ``special``, ``other`` (booleans: it is i, it is position 0 or n-1 and not i, else);
+    ``previous`` (it is i - 1, whatever the class above);
     ``entropy`` H_i, ``neighbours`` exp(H_i), ``normalised_entropy`` H_i / log n.
     """
     n = P.shape[0]
@@ -140,6 +141,7 @@ def row_measures(P: np.ndarray, models: dict[str, np.ndarray]) -> dict[str, np.n
     out["self"] = j == i
     out["special"] = ((j == 0) | (j == n - 1)) & (j != i)
     out["other"] = ~out["self"] & ~out["special"]
+    out["previous"] = j == i - 1  # a positional head: the top key is the preceding token (not exclusive)
     with np.errstate(divide="ignore", invalid="ignore"):
         H = -np.sum(np.where(P > 0, P * np.log(P), 0.0), axis=1)
     out["entropy"] = H
@@ -166,16 +168,18 @@ def measure_heads(extraction, *, span_rtol: float = 1e-6, spectrum_rtol: float =
     ``negative_share`` (A_s on the span of the layer's tokens, all sequences stacked; ``span_rank`` (L,)),
     ``pair_positive_share`` (share of token pairs i != j of a sequence with (x_i - x_j)^T A_s (x_i - x_j)
     > 0, where the metric part is a squared distance), the means over all rows of ``tv_metric``,
-    ``tv_symmetric``, ``self``, ``special``, ``other``, ``entropy``, ``neighbours``, ``normalised_entropy``
-    (:func:`row_measures`), ``metric_self`` (the self share of the metric model), ``recompute_error``
+    ``tv_symmetric``, ``self``, ``special``, ``other``, ``previous``, ``entropy``, ``neighbours``,
+    ``normalised_entropy``
+    (:func:`row_measures`), ``metric_self`` (the self share of the metric model), ``self_content`` (the self
+    share over the rows of the word pieces only: first and last positions left out), ``recompute_error``
     (max |P - P_model| against the model's own attention probabilities) and ``identity_error`` (max
     |a - a_split| / max |a| of the logits rebuilt by :meth:`DotProductSplit.scores`, first sequence);
     ``rows_tv_metric`` (L, H, T), the per-row distances.
     """
     L, H = extraction.n_layers, extraction.n_heads
     keys = ("antisymmetric_share", "n_positive", "n_negative", "n_zero", "negative_share", "pair_positive_share",
-            "tv_metric", "tv_symmetric", "self", "special", "other", "entropy", "neighbours", "normalised_entropy",
-            "metric_self", "recompute_error", "identity_error")
+            "tv_metric", "tv_symmetric", "self", "special", "other", "previous", "entropy", "neighbours",
+            "normalised_entropy", "metric_self", "self_content", "recompute_error", "identity_error")
     out = {k: np.zeros((L, H)) for k in keys}
     T = sum(x.shape[1] for x in extraction.hidden)
     out["rows_tv_metric"] = np.zeros((L, H, T))
@@ -200,6 +204,7 @@ def measure_heads(extraction, *, span_rtol: float = 1e-6, spectrum_rtol: float =
                     S_model = model.attention(xl)
                     r = row_measures(P, {"metric": S_model, "symmetric": symmetric_model_attention(sym, split, xl)})
                     r["metric_self"] = np.argmax(S_model, axis=1) == np.arange(xl.shape[0])
+                    r["self_content"] = r["self"][1:-1]  # rows of the word pieces, [CLS] and [SEP] left out
                     for k, v in r.items():
                         rows.setdefault(k, []).append(v)
                     g = (xl @ split.symmetric) * xl
@@ -210,8 +215,8 @@ def measure_heads(extraction, *, span_rtol: float = 1e-6, spectrum_rtol: float =
                     if s == 0:
                         a = w.logits(xl)
                         out["identity_error"][l, h] = float(np.max(np.abs(split.scores(xl, xl) - a)) / np.max(np.abs(a)))
-                for k in ("tv_metric", "tv_symmetric", "self", "special", "other", "entropy", "neighbours",
-                          "normalised_entropy", "metric_self"):
+                for k in ("tv_metric", "tv_symmetric", "self", "special", "other", "previous", "entropy",
+                          "neighbours", "normalised_entropy", "metric_self", "self_content"):
                     out[k][l, h] = float(np.mean(np.concatenate(rows[k])))
                 out["rows_tv_metric"][l, h] = np.concatenate(rows["tv_metric"])
                 out["antisymmetric_share"][l, h] = split.antisymmetric_share

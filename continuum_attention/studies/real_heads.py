@@ -38,9 +38,9 @@ from ._base import Check, StudyResult, register
 
 NAME = "real_heads"
 HEAT_MAPS = (("tv_metric", "mean TV distance to the metric model", "viridis", (0, 1)),
-             ("self", "share of rows whose top key is the token itself", "magma", (0, 1)),
-             ("normalised_entropy", "mean row entropy H / log n", "cividis", (0, 1)),
-             ("antisymmetric_share", "||A_a|| / ||A||", "plasma", (0, 1)))
+             ("self_content", "word-piece rows whose top key is the token itself", "magma", (0, 1)),
+             ("special", "rows whose top key is [CLS] or [SEP] (not itself)", "magma", (0, 1)),
+             ("normalised_entropy", "mean row entropy H / log n", "cividis", (0, 1)))
 
 
 def synthetic_identity_error(seed: int = 0, n: int = 40, d: int = 5, m: int = 8) -> float:
@@ -122,8 +122,12 @@ def analyse(ex, sentences: list[str], cfg: dict, seed: int = 0) -> StudyResult:
         Check.report(NAME, "TV(head, metric model), best head", m["tv_metric"].min(), 0.0),
         Check.report(NAME, "TV(head, symmetric model), mean over heads (A_a = 0: 0)", m["tv_symmetric"].mean(), 0.0),
         Check.report(NAME, "rows whose top key is the token itself, mean share (metric case: 1)", m["self"].mean(), 1.0),
+        Check.report(NAME, "word-piece rows (no [CLS]/[SEP]) whose top key is itself, mean share (metric case: 1)",
+                     m["self_content"].mean(), 1.0),
         Check.report(NAME, "rows whose top key is [CLS]/[SEP], mean share (metric case: 0)", m["special"].mean(), 0.0),
         Check.report(NAME, "rows whose top key is itself in the metric model, mean share", m["metric_self"].mean(), 1.0),
+        Check.report(NAME, "rows whose top key is the previous token, largest share of a head (metric case: 0)",
+                     m["previous"].max(), 0.0),
     ]
     arrays = dict(m)
     arrays.update({f"example_{k}_{key}": e[key] for k, e in enumerate(examples) for key in ("P", "S")},
