@@ -140,3 +140,12 @@ def test_the_package_imports_without_the_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "pip install continuum-attention[real]" in out.stdout
+
+
+def test_reproduce_without_the_extra_is_one_line(tmp_path, monkeypatch, capsys):
+    from continuum_attention.cli import main
+
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    assert main(["reproduce", "--quick", "--only", "real_heads", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install continuum-attention[real]" in err[0]
