@@ -75,6 +75,7 @@ def test_measures_on_the_tiny_model():
     assert np.all(m["identity_error"] < 1e-13)
     assert np.allclose(m["self"] + m["special"] + m["other"], 1.0)
     assert np.all((m["tv_metric"] >= 0) & (m["tv_metric"] <= 1)) and np.all(m["neighbours"] >= 1)
+    assert np.all(m["tv_fitted"] <= m["tv_metric"] + 0.05)  # KL-fitted potential: TV not (much) worse
     assert np.all(m["span_rank"] <= 16)  # 16 tokens in all
 
 
@@ -149,3 +150,21 @@ def test_reproduce_without_the_extra_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["reproduce", "--quick", "--only", "real_heads", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install continuum-attention[real]" in err[0]
+
+
+def test_fitted_key_potential_recovers_a_metric_head():
+    """Rows made by Mahalanobis attention with a key potential w: the fit finds w up to a constant."""
+    from continuum_attention.attention import AttentionOperator
+    from continuum_attention.metrics import Mahalanobis
+    from continuum_attention.real import fit_key_potential
+
+    rng = np.random.default_rng(4)
+    x, w = rng.normal(size=(25, 3)), 2.0 * rng.normal(size=25)
+    metric = Mahalanobis(np.diag([1.0, 0.5, 2.0]))
+    P = AttentionOperator(x, 0.5, metric=metric, key_potential=w).dense()
+    fitted = fit_key_potential(P, -metric.pairwise(x, x))
+    assert np.ptp(fitted - w) < 1e-5  # ~1e-6 reached (the 1e-8 ridge pulls towards 0)
+    S = AttentionOperator(x, 0.5, metric=metric, key_potential=fitted).dense()
+    assert np.max(np.abs(S - P)) < 1e-7  # ~2e-8 reached
+    with pytest.raises(ValueError, match="log_kernel"):
+        fit_key_potential(P, np.zeros((3, 3)))

@@ -11,15 +11,15 @@ functions, and a missing extra raises :class:`~continuum_attention.real.model.Mi
 """
 
 from .corpus import CORPUS_MODULES, corpus_digest, stdlib_sentences
-from .heads import (MetricModel, head_attention, measure_heads, metric_model, row_measures, symmetric_model,
-                    symmetric_model_attention, symmetric_spectrum, token_span)
+from .heads import (MetricModel, fit_key_potential, head_attention, measure_heads, metric_model, row_measures,
+                    symmetric_model, symmetric_model_attention, symmetric_spectrum, token_span)
 from .model import (INSTALL_HINT, Extraction, HeadWeights, MissingExtraError, default_model_path, extract,
                     head_weights, load_encoder, load_tokenizer, tokenize)
 
 __all__ = [
     "CORPUS_MODULES", "corpus_digest", "stdlib_sentences",
-    "MetricModel", "head_attention", "measure_heads", "metric_model", "row_measures", "symmetric_model",
-    "symmetric_model_attention", "symmetric_spectrum", "token_span",
+    "MetricModel", "fit_key_potential", "head_attention", "measure_heads", "metric_model", "row_measures",
+    "symmetric_model", "symmetric_model_attention", "symmetric_spectrum", "token_span",
     "INSTALL_HINT", "Extraction", "HeadWeights", "MissingExtraError", "default_model_path", "extract",
     "head_weights", "load_encoder", "load_tokenizer", "tokenize",
 ]

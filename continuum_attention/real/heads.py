@@ -10,8 +10,9 @@ pseudo-metric is a metric, f = d^2) needs A = A_s positive definite on the token
 * the *metric model* of a head (:func:`metric_model`): the Mahalanobis part of the identity, with
   M_+ = (A_s)_+ / 2 (the positive eigenspace of A_s; the negative one is an anti-metric and is dropped), and
   the identity's key potential u(y) = y^T A_s y / 2 + c . y; i.e. S_model(x, y) proportional to
-  exp(-(x - y)^T M_+ (x - y) + u(y)). Also the *symmetric model* (A_a dropped only), which is the identity
-  with A_a = 0 whatever the sign of A_s;
+  exp(-(x - y)^T M_+ (x - y) + u(y)); and the same metric part with the key potential fitted to the head's
+  rows of each sentence (:func:`fit_key_potential`, KL-optimal). Also the *symmetric model* (A_a dropped
+  only), which is the identity with A_a = 0 whatever the sign of A_s;
 * per row of attention P (:func:`row_measures`): total-variation distance to each model,
   TV_i = sum_j |P_ij - S_ij| / 2; whether the highest-weight key is the token itself (the metric case),
   the [CLS] or [SEP] token (first or last position), or another token (Theorem 5's A_x away from x); the
@@ -32,8 +33,8 @@ from .._validation import positive_float, real_array
 from ..attention import AttentionOperator
 from ..metrics import DotProduct, DotProductSplit, Mahalanobis
 
-__all__ = ["token_span", "symmetric_spectrum", "MetricModel", "metric_model", "head_attention",
-           "symmetric_model", "symmetric_model_attention", "row_measures", "measure_heads"]
+__all__ = ["token_span", "symmetric_spectrum", "MetricModel", "metric_model", "fit_key_potential",
+           "head_attention", "symmetric_model", "symmetric_model_attention", "row_measures", "measure_heads"]
 
 EPS = 0.5  # vanilla attention
 
@@ -95,6 +96,62 @@ class MetricModel:
         op = AttentionOperator(x @ self.basis, EPS, metric=self.metric, key_potential=self.split.key_potential(x),
                                backend="numpy", truncate=False)
         return op.dense()
+
+
+    def log_kernel(self, x: np.ndarray) -> np.ndarray:
+        """-(x_i - x_j)^T M_+ (x_i - x_j) (n, n): the log-weights of the metric part at eps = 1/2."""
+        z = x @ self.basis
+        return -self.metric.pairwise(z, z)
+
+    def attention_with(self, x: np.ndarray, potential: np.ndarray) -> np.ndarray:
+        """The metric part with another key potential w: exp(-(x - y)^T M_+ (x - y) + w(y)), row-normalised."""
+        op = AttentionOperator(x @ self.basis, EPS, metric=self.metric, key_potential=potential, backend="numpy",
+                               truncate=False)
+        return op.dense()
+
+
+def fit_key_potential(P: np.ndarray, log_kernel: np.ndarray, start: np.ndarray | None = None, *,
+                      ridge: float = 1e-8, iterations: int = 50, tol: float = 1e-10) -> np.ndarray:
+    r"""The key potential w that brings softmax_j(log_kernel_ij + w_j) closest to the rows P_i (KL).
+
+    Minimises the convex L(w) = sum_i [logsumexp_j(F_ij + w_j) - sum_j P_ij (F_ij + w_j)]
+    + (ridge / 2) |w - start|^2 by Newton steps with backtracking (gradient sum_i (Q_ij - P_ij), Hessian
+    sum_i (diag Q_i - Q_i^T Q_i)); the small ridge fixes the free constant and keeps w finite for keys that no
+    row attends. Stops when the gradient's largest entry is below ``tol`` (or after ``iterations`` steps).
+    The best metric model for the given metric in the KL sense (not in TV, which is reported).
+    """
+    P = real_array(P, "P", ndim=2)
+    F = real_array(log_kernel, "log_kernel", ndim=2)
+    n = P.shape[1]
+    if F.shape != P.shape:
+        raise ValueError(f"log_kernel must have the shape of P {P.shape}, got {F.shape}")
+    w0 = np.zeros(n) if start is None else real_array(start, "start", ndim=1)
+    w = w0.copy()
+
+    def value(w):
+        Z = F + w
+        m = Z.max(axis=1, keepdims=True)
+        lse = m[:, 0] + np.log(np.exp(Z - m).sum(axis=1))
+        Q = np.exp(Z - lse[:, None])
+        return float(lse.sum() - np.sum(P * Z) + 0.5 * ridge * np.sum((w - w0) ** 2)), Q
+
+    L, Q = value(w)
+    for _ in range(iterations):
+        g = Q.sum(axis=0) - P.sum(axis=0) + ridge * (w - w0)
+        if np.max(np.abs(g)) < tol:
+            break
+        H = np.diag(Q.sum(axis=0)) - Q.T @ Q + ridge * np.eye(n)
+        step = np.linalg.solve(H, -g)
+        t = 1.0
+        while t > 1e-8:
+            L_new, Q_new = value(w + t * step)
+            if L_new <= L + 1e-4 * t * float(g @ step):
+                break
+            t *= 0.5
+        else:
+            break
+        w, L, Q = w + t * step, L_new, Q_new
+    return w
 
 
 def metric_model(split: DotProductSplit, rtol: float = 1e-8) -> MetricModel:
@@ -168,18 +225,19 @@ def measure_heads(extraction, *, span_rtol: float = 1e-6, spectrum_rtol: float =
     ``negative_share`` (A_s on the span of the layer's tokens, all sequences stacked; ``span_rank`` (L,)),
     ``pair_positive_share`` (share of token pairs i != j of a sequence with (x_i - x_j)^T A_s (x_i - x_j)
     > 0, where the metric part is a squared distance), the means over all rows of ``tv_metric``,
-    ``tv_symmetric``, ``self``, ``special``, ``other``, ``previous``, ``entropy``, ``neighbours``,
-    ``normalised_entropy``
-    (:func:`row_measures`), ``metric_self`` (the self share of the metric model), ``self_content`` (the self
-    share over the rows of the word pieces only: first and last positions left out), ``recompute_error``
+    ``tv_fitted``, ``tv_symmetric``, ``self``, ``special``, ``other``, ``previous``, ``entropy``,
+    ``neighbours``, ``normalised_entropy`` (:func:`row_measures`; ``tv_fitted``: the metric part with the key
+    potential of :func:`fit_key_potential`, per sentence, started from u), ``metric_self`` (the self share
+    of the metric model), ``self_content`` (the self share over the rows of the word pieces only: first and
+    last positions left out), ``recompute_error``
     (max |P - P_model| against the model's own attention probabilities) and ``identity_error`` (max
     |a - a_split| / max |a| of the logits rebuilt by :meth:`DotProductSplit.scores`, first sequence);
     ``rows_tv_metric`` (L, H, T), the per-row distances.
     """
     L, H = extraction.n_layers, extraction.n_heads
     keys = ("antisymmetric_share", "n_positive", "n_negative", "n_zero", "negative_share", "pair_positive_share",
-            "tv_metric", "tv_symmetric", "self", "special", "other", "previous", "entropy", "neighbours",
-            "normalised_entropy", "metric_self", "self_content", "recompute_error", "identity_error")
+            "tv_metric", "tv_fitted", "tv_symmetric", "self", "special", "other", "previous", "entropy",
+            "neighbours", "normalised_entropy", "metric_self", "self_content", "recompute_error", "identity_error")
     out = {k: np.zeros((L, H)) for k in keys}
     T = sum(x.shape[1] for x in extraction.hidden)
     out["rows_tv_metric"] = np.zeros((L, H, T))
@@ -202,7 +260,10 @@ def measure_heads(extraction, *, span_rtol: float = 1e-6, spectrum_rtol: float =
                     P = head_attention(dot, xl)
                     worst = max(worst, float(np.max(np.abs(P - att[l, h]))))
                     S_model = model.attention(xl)
-                    r = row_measures(P, {"metric": S_model, "symmetric": symmetric_model_attention(sym, split, xl)})
+                    u = split.key_potential(xl)
+                    S_fit = model.attention_with(xl, fit_key_potential(P, model.log_kernel(xl), u))
+                    r = row_measures(P, {"metric": S_model, "fitted": S_fit,
+                                         "symmetric": symmetric_model_attention(sym, split, xl)})
                     r["metric_self"] = np.argmax(S_model, axis=1) == np.arange(xl.shape[0])
                     r["self_content"] = r["self"][1:-1]  # rows of the word pieces, [CLS] and [SEP] left out
                     for k, v in r.items():
@@ -215,8 +276,8 @@ def measure_heads(extraction, *, span_rtol: float = 1e-6, spectrum_rtol: float =
                     if s == 0:
                         a = w.logits(xl)
                         out["identity_error"][l, h] = float(np.max(np.abs(split.scores(xl, xl) - a)) / np.max(np.abs(a)))
-                for k in ("tv_metric", "tv_symmetric", "self", "special", "other", "previous", "entropy",
-                          "neighbours", "normalised_entropy", "metric_self", "self_content"):
+                for k in ("tv_metric", "tv_fitted", "tv_symmetric", "self", "special", "other", "previous",
+                          "entropy", "neighbours", "normalised_entropy", "metric_self", "self_content"):
                     out[k][l, h] = float(np.mean(np.concatenate(rows[k])))
                 out["rows_tv_metric"][l, h] = np.concatenate(rows["tv_metric"])
                 out["antisymmetric_share"][l, h] = split.antisymmetric_share
