@@ -49,6 +49,7 @@ __all__ = [
     "Euclidean",
     "Mahalanobis",
     "DotProduct",
+    "DotProductSplit",
     "Learned",
     "ResidualFeatureMap",
     "metric_from_config",
@@ -77,9 +78,10 @@ def _as_vector(value, name: str, size: int) -> np.ndarray:
     return v
 
 
-def _check_dim(points: np.ndarray, dim: int | None, who: str) -> None:
+def _check_dim(points: np.ndarray, dim: int | None, who) -> None:
+    """ValueError when the points' dimension is not ``dim``; ``who`` (an object) is formatted only then."""
     if dim is not None and points.shape[1] != dim:
-        raise ValueError(f"points have dimension {points.shape[1]}, but {who} has dimension {dim}")
+        raise ValueError(f"points have dimension {points.shape[1]}, but {who!r} has dimension {dim}")
 
 
 def _differences(x: np.ndarray, y: np.ndarray, domain: Domain | None) -> np.ndarray:
@@ -195,7 +197,7 @@ class PseudoMetric:
     def validate_points(self, points, *, name: str = "points") -> np.ndarray:
         """Points as (N, d) float64; ValueError if NaN or if the dimension disagrees with the metric."""
         x = as_points(points, name=name)
-        _check_dim(x, self.dim, repr(self))
+        _check_dim(x, self.dim, self)
         return x
 
     def __eq__(self, other) -> bool:
@@ -324,40 +326,63 @@ class Mahalanobis(PseudoMetric):
 
 
 class DotProduct(PseudoMetric):
-    """Vanilla self-attention score f(x, y) = -x^T Q^T K y = -(Q x) . (K y) (raw coordinates).
+    """Vanilla self-attention score f(x, y) = -(Q x + b_Q) . (K y + b_K) (raw coordinates).
 
-    Not a metric in general (``is_metric`` False, no tensor) and not symmetric unless Q^T K is. THEORY's
-    Example 1: Q = K = I on the unit sphere gives f = -x.y = (|x - y|^2 - 2)/2, a metric case up to a
-    constant that cancels in the softmax: there DotProduct(I, I) at eps gives the same S as Euclidean() at
-    2 eps (tested).
+    Not a metric in general (``is_metric`` False, no tensor) and not symmetric unless Q^T K is (and the
+    linear terms match, K^T b_Q = Q^T b_K). THEORY's Example 1: Q = K = I on the unit sphere gives
+    f = -x.y = (|x - y|^2 - 2)/2, a metric case up to a constant that cancels in the softmax: there
+    DotProduct(I, I) at eps gives the same S as Euclidean() at 2 eps (tested). A Transformer head with
+    logits (W_Q x + b_Q) . (W_K y + b_K) / sqrt(d_head) is ``DotProduct(W_Q / sqrt(d_head), W_K,
+    b_Q / sqrt(d_head), b_K)`` at eps = 1/2; :meth:`split` writes it as a metric plus a key potential
+    (THEORY.md section 7).
 
     Parameters
     ----------
     Q, K : (m, d) array_like
         Query and key matrices of the same shape.
+    query_bias, key_bias : (m,) array_like, optional
+        b_Q and b_K (default zero).
     """
 
     is_metric = False
 
-    def __init__(self, Q, K):
+    def __init__(self, Q, K, query_bias=None, key_bias=None):
         Q, K = _as_matrix(Q, "Q"), _as_matrix(K, "K")
         if Q.shape != K.shape:
             raise ValueError(f"Q and K must have the same shape, got Q {Q.shape} and K {K.shape}")
         self.Q, self.K = Q, K
+        m = Q.shape[0]
+        self.query_bias = np.zeros(m) if query_bias is None else _as_vector(query_bias, "query_bias", m)
+        self.key_bias = np.zeros(m) if key_bias is None else _as_vector(key_bias, "key_bias", m)
         self.dim = Q.shape[1]
+        self._symmetric: bool | None = None
+
+    @property
+    def has_bias(self) -> bool:
+        """True when b_Q or b_K is nonzero."""
+        return bool(np.any(self.query_bias) or np.any(self.key_bias))
 
     @property
     def is_symmetric(self) -> bool:
+        if self._symmetric is None:  # Q, K and the biases are fixed at construction: computed once
+            self._symmetric = self._check_symmetric()
+        return self._symmetric
+
+    def _check_symmetric(self) -> bool:
         A = self.Q.T @ self.K
-        return bool(np.max(np.abs(A - A.T)) <= 1e-12 * max(float(np.max(np.abs(A))), 1e-300))
+        tiny = 1e-12 * max(float(np.max(np.abs(A))), 1e-300)
+        if np.max(np.abs(A - A.T)) > tiny:
+            return False
+        c, e = self.K.T @ self.query_bias, self.Q.T @ self.key_bias  # f(x,y) - f(y,x) = (e - c).(y - x) when A = A^T
+        return bool(np.max(np.abs(c - e), initial=0.0) <= 1e-12 * max(float(np.max(np.abs(c), initial=0.0)), 1e-300))
 
     def queries(self, x: np.ndarray) -> np.ndarray:
-        """q = x Q^T (N, m): f(x_i, x_j) = -q_i . k_j."""
-        return np.ascontiguousarray(x @ self.Q.T)
+        """q = x Q^T + b_Q (N, m): f(x_i, x_j) = -q_i . k_j."""
+        return np.ascontiguousarray(x @ self.Q.T + self.query_bias)
 
     def keys(self, x: np.ndarray) -> np.ndarray:
-        """k = x K^T (N, m)."""
-        return np.ascontiguousarray(x @ self.K.T)
+        """k = x K^T + b_K (N, m)."""
+        return np.ascontiguousarray(x @ self.K.T + self.key_bias)
 
     def pairwise(self, x, y, domain: Domain | None = None) -> np.ndarray:
         x, y = self.validate_points(x, name="x"), self.validate_points(y, name="y")
@@ -366,11 +391,114 @@ class DotProduct(PseudoMetric):
     def kernel_form(self, points: np.ndarray, domain: Domain | None = None) -> KernelForm:
         return KernelForm.dot(self.queries(points), self.keys(points), self.is_symmetric)
 
+    def split(self) -> "DotProductSplit":
+        """The exact metric-plus-potential form of this score (THEORY.md section 7): see :class:`DotProductSplit`."""
+        return DotProductSplit(self)
+
     def to_config(self) -> dict:
-        return {"type": "DotProduct", "Q": self.Q.tolist(), "K": self.K.tolist()}
+        cfg = {"type": "DotProduct", "Q": self.Q.tolist(), "K": self.K.tolist()}
+        if self.has_bias:
+            cfg.update(query_bias=self.query_bias.tolist(), key_bias=self.key_bias.tolist())
+        return cfg
 
     def __repr__(self) -> str:
-        return f"DotProduct(Q={self.Q.tolist()}, K={self.K.tolist()})"
+        bias = f", query_bias={self.query_bias.tolist()}, key_bias={self.key_bias.tolist()}" if self.has_bias else ""
+        return f"DotProduct(Q={self.Q.tolist()}, K={self.K.tolist()}{bias})"
+
+
+class DotProductSplit:
+    r"""A dot-product score as a metric, an antisymmetric part and a key potential (THEORY.md section 7).
+
+    With a(x, y) = -f(x, y) = (Q x + b_Q) . (K y + b_K) = x^T A y + c . y + e . x + b_Q . b_K,
+    A = Q^T K = A_s + A_a (symmetric, antisymmetric), c = K^T b_Q, e = Q^T b_K, and
+    x^T A_s y = (x^T A_s x + y^T A_s y - (x - y)^T A_s (x - y)) / 2:
+
+        a(x, y) = -(x - y)^T (A_s / 2) (x - y) + x^T A_a y + u(y) + v(x),
+        u(y) = y^T A_s y / 2 + c . y,   v(x) = x^T A_s x / 2 + e . x + b_Q . b_K.
+
+    v cancels in the softmax over y. So, at any eps, ``exp(a / (2 eps))`` row-normalised is Mahalanobis
+    attention with M = A_s / 2 (:meth:`metric`) at the same eps, times exp(x^T A_a y / (2 eps)), on keys
+    weighted by exp(u / (2 eps)) (:meth:`key_potential`, the ``key_potential`` of
+    :class:`~continuum_attention.attention.AttentionOperator`). With A_a = 0 and A_s positive definite this
+    is an identity between two attention operators (tested to 1e-12): at eps = 1/2 the metric is
+    M = A_s / 2, not A_s, and the density seen is p e^u (normalised), not p.
+
+    Parameters
+    ----------
+    dot : DotProduct
+    """
+
+    def __init__(self, dot: DotProduct):
+        if not isinstance(dot, DotProduct):
+            raise TypeError(f"dot must be a DotProduct, got dot={describe(dot)}")
+        self.dot = dot
+        A = dot.Q.T @ dot.K
+        self.A = A
+        self.symmetric = 0.5 * (A + A.T)
+        self.antisymmetric = 0.5 * (A - A.T)
+        self.key_linear = dot.K.T @ dot.query_bias
+        self.query_linear = dot.Q.T @ dot.key_bias
+        self.constant = float(dot.query_bias @ dot.key_bias)
+        self.dim = dot.dim
+
+    @property
+    def antisymmetric_share(self) -> float:
+        """||A_a||_F / ||A||_F in [0, 1] (0: A symmetric; 1: A antisymmetric); 0 for A = 0."""
+        norm = float(np.linalg.norm(self.A))
+        return float(np.linalg.norm(self.antisymmetric)) / norm if norm > 0 else 0.0
+
+    @property
+    def metric_matrix(self) -> np.ndarray:
+        """M = A_s / 2: the quadratic form of the metric part at eps = 1/2 (may be indefinite)."""
+        return 0.5 * self.symmetric
+
+    def symmetric_eigh(self) -> tuple[np.ndarray, np.ndarray]:
+        """Nonzero spectrum of A_s from its factor: (lambda (r,), V (d, r)) with A_s = V diag(lambda) V^T.
+
+        A_s = (Q^T K + K^T Q) / 2 = F^T J F with F = [Q; K] (2m, d) and J = [[0, I/2], [I/2, 0]]; with
+        F^T = U R (thin QR), A_s = U (R J R^T) U^T, so an eigendecomposition of size 2m suffices (the other
+        d - 2m eigenvalues are exactly zero). When F has rank 2m, R J R^T has the inertia of J (Sylvester):
+        m positive and m negative eigenvalues, so A_s is indefinite for every head with Q, K of full rank
+        m < d/2 and [Q; K] of rank 2m. Linear terms do not enter.
+        """
+        m = self.dot.Q.shape[0]
+        F = np.vstack([self.dot.Q, self.dot.K])
+        U, R = np.linalg.qr(F.T)
+        J = np.zeros((2 * m, 2 * m))
+        J[:m, m:] = J[m:, :m] = 0.5 * np.eye(m)
+        lam, W = np.linalg.eigh(R @ J @ R.T)
+        return lam, U @ W
+
+    def metric(self) -> "Mahalanobis":
+        """Mahalanobis(A_s / 2); ValueError naming the eigenvalues when A_s is not positive definite."""
+        return Mahalanobis(self.metric_matrix)
+
+    def key_potential(self, points, eps: float = 0.5) -> np.ndarray:
+        """u(y) / (2 eps) at the points (N,), u(y) = y^T A_s y / 2 + c . y (eps = 1/2: u itself)."""
+        y = self.dot.validate_points(points)
+        eps = positive_float(eps, "eps")
+        return (0.5 * np.sum((y @ self.symmetric) * y, axis=1) + y @ self.key_linear) / (2.0 * eps)
+
+    def query_terms(self, points) -> np.ndarray:
+        """v(x) = x^T A_s x / 2 + e . x + b_Q . b_K (N,): the terms in x alone, which cancel in the softmax."""
+        x = self.dot.validate_points(points)
+        return 0.5 * np.sum((x @ self.symmetric) * x, axis=1) + x @ self.query_linear + self.constant
+
+    def antisymmetric_scores(self, x, y) -> np.ndarray:
+        """x_i^T A_a y_j (Px, Py)."""
+        x, y = self.dot.validate_points(x, name="x"), self.dot.validate_points(y, name="y")
+        return x @ self.antisymmetric @ y.T
+
+    def scores(self, x, y) -> np.ndarray:
+        """a(x_i, y_j) = -f rebuilt from the parts (Px, Py): equals ``-dot.pairwise(x, y)`` to rounding."""
+        x, y = self.dot.validate_points(x, name="x"), self.dot.validate_points(y, name="y")
+        d = x[:, None, :] - y[None, :, :]
+        quad = np.einsum("abi,ij,abj->ab", d, self.symmetric, d)
+        return (-0.5 * quad + self.antisymmetric_scores(x, y) + self.key_potential(y)[None, :]
+                + self.query_terms(x)[:, None])
+
+    def __repr__(self) -> str:
+        return f"DotProductSplit(dim={self.dim}, antisymmetric_share={self.antisymmetric_share:.3g})"
 
 
 class ResidualFeatureMap:

@@ -28,6 +28,7 @@ MODULES = [
     ("continuum_attention.config", "TOML configurations"),
     ("continuum_attention.studies", "Studies and reproduce"),
     ("continuum_attention.learn", "Metric-attention in PyTorch (extra `learn`)"),
+    ("continuum_attention.real", "Pretrained Transformer heads (extra `real`)"),
 ]
 
 

@@ -11,7 +11,10 @@ Every normalisation is a row normalisation of the kernel with a column potential
 
 * ``"row"``: s = 0 (attention);
 * ``("alpha", a)`` (Coifman-Lafon): s = a log q with q the degrees; the row factor q_i^-a cancels;
-* ``"sinkhorn"``: s = -log u with diag(u) K diag(u) doubly stochastic (then r = -log u too).
+* ``"sinkhorn"``: s = -log u with diag(u) K diag(u) doubly stochastic (then r = -log u too);
+* a ``key_potential`` w (row normalisation only): s = max(w) - w, i.e. keys weighted by e^w (a constant
+  shift of s cancels in the row normalisation). THEORY.md section 7: a dot-product head is a Mahalanobis
+  metric with such a potential.
 
 So the single primitive is the weighted kernel sum ``sum_j exp(-f_ij/(2 eps) - r_i - s_j) V_j`` (``_kernels``).
 
@@ -421,6 +424,12 @@ class AttentionOperator:
         Relative mass dropped per row in truncated mode, in (0, 1). Default 1e-12.
     sinkhorn_tol, sinkhorn_max_iter :
         Sinkhorn stopping rule (a RuntimeWarning is issued if the limit is reached).
+    key_potential : (N,) array_like, optional
+        A per-key potential w: ``S_ij = exp(-f_ij / (2 eps) + w_j) / sum_k exp(-f_ik / (2 eps) + w_k)``, the
+        kernel on keys reweighted by e^w (the density seen becomes p e^w). Row normalisation only, and never
+        truncated (the cutoff's mass bound assumes weights <= 1). Rows then use the log-sum-exp pass of the
+        pseudo-metrics (the self-term need not be the row maximum). :meth:`degrees` stay those of the kernel
+        without the potential.
     dense_budget : float
         Bytes an untruncated S may take when cached (default DENSE_BUDGET = 1 GiB, N <= 11585; also at most
         half the available memory). Cached, S is built once on the first product and every later layer is
@@ -440,8 +449,8 @@ class AttentionOperator:
     def __init__(self, points, eps: float, *, metric: _metrics.PseudoMetric | None = None,
                  domain: Domain | None = None, normalization="row", backend: str = "numba",
                  truncate: bool | str = "auto", tolerance: float = 1e-12, sinkhorn_tol: float = 1e-12,
-                 sinkhorn_max_iter: int = 10000, dense_budget: float = DENSE_BUDGET, device: str | None = None,
-                 dtype: str = "float64"):
+                 sinkhorn_max_iter: int = 10000, dense_budget: float = DENSE_BUDGET, key_potential=None,
+                 device: str | None = None, dtype: str = "float64"):
         self.eps = _check_eps(eps)
         self.metric = _metrics.as_metric(metric)
         x = as_points(points)
@@ -459,6 +468,9 @@ class AttentionOperator:
         if self.normalization[0] == "sinkhorn" and not self.metric.is_symmetric:
             raise ValueError(f"normalization='sinkhorn' needs a symmetric pseudo-metric; {self.metric!r} "
                              "is not symmetric (f(x, y) != f(y, x))")
+        self.key_potential = self._check_key_potential(key_potential, truncate)
+        # the self-term bounds each row sum from below only for a metric without a key potential
+        self._self_bounded = self.metric.is_metric and self.key_potential is None
         geom = _geometry(self.metric, self.points, self.domain)
         kernels = self._kernels(device, dtype)
         # 1 / (2 eps) overflows for eps below ~1e-308; the largest float keeps f = 0 at weight 1 (not inf * 0 =
@@ -473,7 +485,7 @@ class AttentionOperator:
             cached = 8.0 * self.n * self.n <= min(self.dense_budget, 0.5 * memory_budget())
             self.plan = "dense" if cached else "matrix-free"
             engine = _CachedEngine if cached else _DenseEngine
-            self._engine = engine(geom, c, kernels, self.metric.is_metric, self.points, self.domain)
+            self._engine = engine(geom, c, kernels, self._self_bounded, self.points, self.domain)
         self._shifts: tuple[np.ndarray, np.ndarray] | None = None
         self._row_scale: np.ndarray | None = None  # pseudo-metrics only, see _ensure_shifts
         self._log_degrees: np.ndarray | None = None
@@ -502,8 +514,22 @@ class AttentionOperator:
         self.device = device
         return _torch.TorchKernels(device, self.dtype)
 
+    def _check_key_potential(self, key_potential, truncate) -> np.ndarray | None:
+        if key_potential is None:
+            return None
+        w = real_array(key_potential, "key_potential")
+        if w.ndim != 1 or w.shape[0] != self.n:
+            raise ValueError(f"key_potential must have shape ({self.n},), got shape {w.shape}")
+        if self.normalization[0] != "row":
+            raise ValueError(f"key_potential needs normalization='row', got normalization={self.normalization!r}")
+        if truncate is True:
+            raise ValueError("key_potential cannot be combined with truncate=True (use truncate=False or 'auto')")
+        return np.ascontiguousarray(w, dtype=np.float64)
+
     def _use_truncation(self, truncate) -> bool:
         option(truncate, "truncate", (True, False, "auto"))
+        if self.key_potential is not None:
+            return False
         if truncate is True and not self.metric.is_metric:
             raise ValueError(f"truncate=True needs a metric (f >= 0 with f(x, x) = 0); {self.metric!r} is not one")
         if truncate != "auto":
@@ -530,20 +556,26 @@ class AttentionOperator:
         if self._shifts is None:
             kind, a = self.normalization
             if kind == "row":
-                s = np.zeros(self.n)
+                s = self._row_potential()
             elif kind == "alpha":
                 s = a * self.log_degrees()
             else:
                 s = self._sinkhorn()
             r = np.ascontiguousarray(self._engine.log_row_sums(s))
             self._shifts = (r, s)
-            if not self.metric.is_metric:
+            if not self._self_bounded:
                 # Large scores (|f| / (2 eps) ~ 1e4 and more) put an error of |r| x 1e-16 into every weight
                 # of a row, and r cannot hold more digits than that: the row sums then miss 1 by ~1e-12. The
                 # measured row sums of the same weights (bitwise the same exponents on every pass) correct it.
                 ones = np.ones((self.n, 1))
                 self._row_scale = 1.0 / self._engine.weighted_sum(r, s, ones)[:, 0]
         return self._shifts
+
+    def _row_potential(self) -> np.ndarray:
+        """Column potential of row normalisation: 0, or max(w) - w >= 0 for a key potential w."""
+        if self.key_potential is None:
+            return np.zeros(self.n)
+        return np.ascontiguousarray(self.key_potential.max() - self.key_potential)
 
     def _sinkhorn(self) -> np.ndarray:
         """Column potential s = -log u with u_i sum_j K_ij u_j = 1, by the damped symmetric iteration."""
@@ -610,7 +642,7 @@ class AttentionOperator:
         if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= self.n:
             raise ValueError(f"rows must be a non-empty 1-D array of integers in [0, {self.n}), got rows={rows!r}")
         V, flat = self._as_values(H, "H")
-        s = np.zeros(self.n) if self.normalization[0] == "row" else self._ensure_shifts()[1]
+        s = self._row_potential() if self.normalization[0] == "row" else self._ensure_shifts()[1]
         out = self._engine.rows_normalised_sum(idx.astype(np.int64), s, V)
         return out[:, 0] if flat else out
 
@@ -618,7 +650,8 @@ class AttentionOperator:
         """The left invariant vector pi of S (pi S = pi, sum pi = 1), for symmetric pseudo-metrics.
 
         S_ij = exp(-f_ij / (2 eps) - r_i - s_j) with f symmetric gives pi_i proportional to exp(r_i - s_i):
-        the degrees q_i for row normalisation, constant for Sinkhorn. Features conserve pi . H exactly (up to
+        the degrees q_i for row normalisation (q_i e^(w_i), q with the weights, under a key potential w),
+        constant for Sinkhorn. Features conserve pi . H exactly (up to
         rounding) from layer to layer: the discrete p^2-weighted mean (THEORY section 3); walkers started
         from pi stay there.
         """
@@ -631,7 +664,7 @@ class AttentionOperator:
 
     def displacement(self) -> np.ndarray:
         """sum_j S_ij (x_j - x_i) with minimum-image differences (N, d): one tokens layer is x + this."""
-        if self.normalization[0] == "row" and self.metric.is_metric and not self.truncated:
+        if self.normalization[0] == "row" and self._self_bounded and not self.truncated:
             zero = np.zeros(self.n)  # exact self-term shift: one fused pass, the kernel normalises itself
             return self._engine.displacement(zero, zero)
         return self._engine.displacement(*self._ensure_shifts())
