@@ -21,7 +21,7 @@ from . import _kernels
 BLOCK_ENTRIES = 1 << 22  # pairs per row block (32 MiB of float64 scores)
 
 
-def _torch():
+def import_torch():
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - the learn extra installs it
@@ -33,7 +33,7 @@ class TorchKernels(dict):
     """The kernel table of ``_kernels.NUMBA`` / ``NUMPY``, in PyTorch on ``device`` with ``dtype``."""
 
     def __init__(self, device: str = "cpu", dtype: str = "float64"):
-        torch = _torch()
+        torch = import_torch()
         super().__init__()
         self.torch, self.device, self.dtype = torch, torch.device(device), getattr(torch, dtype)
         self._cache: dict[int, tuple] = {}

@@ -502,7 +502,7 @@ class AttentionOperator:
             return _kernels.NUMBA if self.backend == "numba" else _kernels.NUMPY
         from . import _torch
 
-        torch = _torch._torch()
+        torch = _torch.import_torch()
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if not isinstance(device, str):
