@@ -6,7 +6,8 @@ every figure.
 1. A features run with the defaults, ``ParticleSolver(x, eps, domain=Torus([1, 1])).run(H0, n_layers=50)``
    at N = 8000, eps = 2e-4 (the plan: truncated CSR), and at eps = 2e-2 (the plan: S cached dense), against
    plain NumPy that builds the dense S once and multiplies 50 times. Target: >= 10x at eps = 2e-4.
-2. ``--big``: N = 10^6 uniform points on the unit 2-torus, about 100 neighbours a row: build + first layer and
+2. The auto rule's crossover: 50 layers with CSR against the cached dense S by the kept fraction of points.
+3. ``--big``: N = 10^6 uniform points on the unit 2-torus, about 100 neighbours a row: build + first layer and
    one more layer, against scipy's ``cKDTree.sparse_distance_matrix`` + ``csr_matrix`` + products written by
    hand, with the peak memory of each (VmHWM of a child process). Target: build + layer < 3 s, < 3 GiB.
 """
@@ -86,6 +87,26 @@ print(json.dumps({"which": which, "build_and_layer_s": t1 - t0, "next_layer_s": 
 """
 
 
+def crossover(n: int = 8000, layers: int = 50) -> list[dict]:
+    """The auto rule's threshold: 50 layers (build included) with CSR against the cached dense S, by the
+    fraction of the N points a row keeps within the cutoff (AUTO_SPARSE_FRACTION = 0.25 is the rule)."""
+    x = np.random.default_rng(0).random((n, 2))
+    H0 = np.cos(2 * np.pi * x[:, 0])
+    out = []
+    for eps in (2e-4, 5e-4, 1e-3, 2e-3, 4e-3):
+        times = {}
+        for plan, kwargs in (("sparse", dict(truncate=True)), ("dense", dict(truncate=False))):
+            start = time.perf_counter()
+            sol = ParticleSolver(x, eps, domain=Torus([1, 1]), **kwargs).run(H0, n_layers=layers, n_snapshots=1,
+                                                                            progress=False)
+            times[plan] = time.perf_counter() - start
+            assert sol.metadata["plan"] == plan
+        op = ParticleSolver(x, eps, domain=Torus([1, 1]), truncate=True).operator
+        out.append({"eps": eps, "fraction": op.nnz / n**2, "sparse_s": times["sparse"], "dense_s": times["dense"],
+                    "dense_over_sparse": times["dense"] / times["sparse"], "load": _load()})
+    return out
+
+
 def big() -> list[dict]:
     out = []
     for which in ("ours", "scipy"):
@@ -103,6 +124,10 @@ def main() -> None:
         print(f"defaults, N=8000, eps={r['eps']:g}, 50 layers: plan {r['plan']}, {r['ours_s']:.2f} s against "
               f"NumPy {r['numpy_s']:.2f} s: {r['ratio']:.1f}x (target >= 10x at eps=2e-4), max |diff| "
               f"{r['max_diff']:.1e}, load {r['load']}")
+    for r in crossover():
+        print(f"crossover: kept fraction {r['fraction']:.3f} (eps={r['eps']:g}): CSR {r['sparse_s']:.2f} s, cached "
+              f"dense {r['dense_s']:.2f} s, dense/CSR {r['dense_over_sparse']:.2f} (rule: CSR at <= 0.25), "
+              f"load {r['load']}")
     if args.big:
         for r in big():
             print(json.dumps(r))

@@ -417,7 +417,7 @@ class AttentionOperator:
         every row sum is >= 1, so the dropped mass per row, relative to the row sum, is <= tolerance.
         Normalisations are then computed on the truncated kernel. ``"auto"`` (the default) truncates when
         the metric is a metric, N >= AUTO_SPARSE_MIN_N (2000) and a row keeps at most AUTO_SPARSE_FRACTION
-        (25%) of the points (the neighbour counts of 64 rows are measured) and the CSR form (about 20 bytes a
+        (25%) of the points (the neighbour counts of 64 rows are measured) and the CSR form (about 12 bytes a
         pair) fits in half the available memory: the regime where the neighbour search pays. It does not pay in high dimension at moderate eps (the cutoff ball then holds most
         points) nor for pseudo-metrics (no cutoff exists); those stay exact.
     tolerance : float
@@ -539,8 +539,8 @@ class AttentionOperator:
         # measured, not guessed: the neighbours of 64 rows within the search ball (a k-d tree, O(N log N))
         space = self.metric.search_space(self.points, self.domain, self.cutoff)
         per_row = _probe(space, self.n)
-        # and the CSR (about 20 bytes a pair) must fit in half the available memory; else matrix-free
-        return bool(per_row <= AUTO_SPARSE_FRACTION * self.n and 20.0 * per_row * self.n <= 0.5 * memory_budget())
+        # and the CSR (12 bytes a pair: int32 column, kernel value) must fit in half the available memory
+        return bool(per_row <= AUTO_SPARSE_FRACTION * self.n and 12.0 * per_row * self.n <= 0.5 * memory_budget())
 
     @property
     def truncated(self) -> bool:
