@@ -77,3 +77,39 @@ def test_particle_solver_passes_the_backend_and_records_it():
 def test_backend_options_are_validated(kwargs, error, match):
     with pytest.raises(error, match=match):
         AttentionOperator(X, 0.02, **kwargs)
+
+
+def _count_sdpa(monkeypatch):
+    import torch
+
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
+    return calls
+
+
+@pytest.mark.parametrize("metric", [Euclidean(), Mahalanobis(np.array([[2.0, 0.4], [0.4, 0.7]]))])
+def test_metrics_in_rd_take_the_sdpa_rewrite(monkeypatch, metric):
+    """-c|a - b|^2 = 2c a.b - c|a|^2 - c|b|^2: one SDPA call with a per-key bias, equal to Numba to 1e-13."""
+    calls = _count_sdpa(monkeypatch)
+    ours = AttentionOperator(X, 0.02, metric=metric, backend="torch", truncate=False, dense_budget=0)
+    ref = AttentionOperator(X, 0.02, metric=metric, truncate=False, dense_budget=0)
+    H = RNG.normal(size=(240, 3))
+    np.testing.assert_allclose(ours.apply(H), ref.apply(H), rtol=0, atol=1e-13)  # reaches 4e-15
+    assert len(calls) >= 1
+
+
+def test_the_rewrite_is_refused_where_its_rounding_would_show(monkeypatch):
+    """At eps = 1e-9 on points of size 100 the cancellation c max|a|^2 u is ~1e-3: the difference form runs."""
+    calls = _count_sdpa(monkeypatch)
+    x = 100 * X
+    ours = AttentionOperator(x, 1e-9 * 1e4, backend="torch", truncate=False, dense_budget=0)
+    ref = AttentionOperator(x, 1e-9 * 1e4, truncate=False, dense_budget=0)
+    H = RNG.normal(size=240)
+    np.testing.assert_allclose(ours.apply(H), ref.apply(H), rtol=0, atol=1e-13)
+    assert calls == []

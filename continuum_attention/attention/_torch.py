@@ -39,7 +39,9 @@ class TorchKernels(dict):
         self._cache: dict[int, tuple] = {}
         self.update(sum=self.kernel_sum, lse=self.kernel_lse, displacement=self.kernel_displacement,
                     csr=self.csr_matmul, dense=self.dense_matmul, dense_t=self.dense_tmatmul,
-                    csr_scale=_kernels.csr_scale_ref)
+                    csr_scale=_kernels.csr_scale_ref, softmax=self.softmax_sum)
+        # the rewrite's cancellation error, c max|a - mean|^2 u, must stay below this (relative, in the exponent)
+        self.rewrite_tolerance = 1e-13 if dtype == "float64" else 1e-5
 
     # ------------------------------------------------------------------------------------ transfers
     def tensor(self, a: np.ndarray, *, keep: bool = False, index: bool = False):
@@ -117,6 +119,33 @@ class TorchKernels(dict):
             D = torch.where(on, D - xp * torch.round(D * (1.0 / safe)), D)
             out[rows, :dx] = torch.einsum("ab,abk->ak", W, D)
             out[rows, dx] = W.sum(dim=1)
+        return self._out(out)
+
+    def softmax_sum(self, family, A, BT, M, use_M, period, c, s, V) -> np.ndarray | None:
+        """S V for row normalisation through ``scaled_dot_product_attention``, or None where it does not apply.
+
+        For f = |a - b|^2 (no minimum image, no quadratic form) the exact rewrite
+        -c |a - b|^2 = 2c a.b - c |a|^2 - c |b|^2 makes the row term cancel in the softmax, so
+        S_ab = softmax_b(2c a.b + beta_b), beta_b = -c |b|^2 - s_b: one SDPA call per row block with a per-key
+        additive bias (the fused attention kernels on every device). Coordinates are centred first (f is
+        translation invariant); the rewrite's rounding, about c max|a|^2 u, is checked against
+        ``rewrite_tolerance`` before it is used.
+        """
+        torch = self.torch
+        if family != _kernels.SQUARED or use_M or bool(np.any(period > 0)):
+            return None
+        centre = BT.mean(axis=1)
+        radius2 = max(float(np.max(np.sum((A - centre) ** 2, axis=1))), float(np.max(np.sum((BT.T - centre) ** 2, axis=1))))
+        u = float(np.finfo(np.float64 if self.dtype == torch.float64 else np.float32).eps)
+        if 4.0 * c * radius2 * u > self.rewrite_tolerance:
+            return None
+        q, k = self.tensor(A - centre), self.tensor(np.ascontiguousarray(BT.T - centre))
+        bias = -c * (k * k).sum(dim=1) - self.tensor(s)
+        Vt = self.tensor(V)
+        out = torch.empty((A.shape[0], V.shape[1]), device=self.device, dtype=self.dtype)
+        for rows in self._blocks(A.shape[0], BT.shape[1]):
+            out[rows] = torch.nn.functional.scaled_dot_product_attention(
+                q[rows][None], k[None], Vt[None], attn_mask=bias[None, None, :], scale=2.0 * c)[0]
         return self._out(out)
 
     def csr_matmul(self, indptr, indices, data, V) -> np.ndarray:

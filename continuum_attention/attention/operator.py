@@ -144,8 +144,14 @@ class _DenseEngine:
         self.geom, self.c, self.k, self.is_metric = geom, c, kernels, is_metric
         self.x, self.xperiod = x, np.ascontiguousarray(domain.period)
         self.n = geom.rows.shape[0]
+        self._normaliser = None  # (r, s) of the last log_row_sums: then S V = softmax form (torch only)
 
     def weighted_sum(self, r, s, V, transpose=False) -> np.ndarray:
+        if not transpose and "softmax" in self.k and self._normaliser is not None \
+                and self._normaliser[0] is r and self._normaliser[1] is s:
+            out = self.k["softmax"](*self.geom.args(), self.c, s, V)  # r is the row normaliser: rows of S
+            if out is not None:
+                return out
         if transpose:  # (mu S)_j = sum_i exp(-f_ij c - s_j - r_i) mu_i: swap the roles of rows and columns
             return self.k["sum"](*self.geom.args(True), self.c, s, r, V)
         return self.k["sum"](*self.geom.args(), self.c, r, s, V)
@@ -162,8 +168,11 @@ class _DenseEngine:
     def log_row_sums(self, s) -> np.ndarray:
         if self.is_metric:  # self-term bounds the row sum from below: a plain sum is safe
             zero = np.zeros(self.n)
-            return np.log(self.k["sum"](*self.geom.args(), self.c, zero, s, np.ones((self.n, 1)))[:, 0])
-        return self.k["lse"](*self.geom.args(), self.c, s)
+            r = np.log(self.k["sum"](*self.geom.args(), self.c, zero, s, np.ones((self.n, 1)))[:, 0])
+        else:
+            r = self.k["lse"](*self.geom.args(), self.c, s)
+        self._normaliser = (r, s)
+        return r
 
     def displacement(self, r, s) -> np.ndarray:
         out = self.k["displacement"](*self.geom.args(), self.x, self.xperiod, self.c, r, s)
