@@ -61,7 +61,8 @@ def test_layer_equals_numpy_S_eps_H(cls, eps, points):
     torch.manual_seed(1)
     layer = cls(3, eps=eps, value=False).double()
     x = points[0].numpy()
-    expected = _softmax_rows(-_numpy_f(layer, x, x) / (2 * eps)) @ x
+    assert layer.effective_eps == eps * layer.temperature  # S = softmax(-f / (2 eps tau)), tau the temperature
+    expected = _softmax_rows(-_numpy_f(layer, x, x) / (2 * layer.effective_eps)) @ x
     got = layer(points)[0].detach().numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer.pseudo_metric(points, points)[0].detach().numpy(), _numpy_f(layer, x, x),
@@ -74,7 +75,7 @@ def test_value_projection_and_cross_attention(cls, points):
     layer = cls(3, value_dim=2, out_dim=2).double()
     y = points[:, :4] * 0.5 + 1.0
     x, yy = points[0].numpy(), y[0].numpy()
-    s = _softmax_rows(-_numpy_f(layer, x, yy) / (2 * layer.eps))
+    s = _softmax_rows(-_numpy_f(layer, x, yy) / (2 * layer.effective_eps))
     v = yy @ layer.w_value[0].detach().numpy().T
     np.testing.assert_allclose(layer(points, y)[0].detach().numpy(), s @ v, rtol=1e-11, atol=1e-12)
 
@@ -117,12 +118,17 @@ def test_mask_gives_exactly_zero_weight(cls, points):
 
 
 @pytest.mark.parametrize("cls", LAYERS)
-def test_fully_masked_row_is_refused(cls, points):
+def test_fully_masked_row_gives_zero_weights_and_output(cls, points):
+    """A row with every pair masked: zero weights, zero output (what SDPA and MHA(need_weights=False) give)."""
     layer = cls(3).double()
     mask = torch.ones(7, 7, dtype=torch.bool)
     mask[4] = False
-    with pytest.raises(ValueError, match="row 4"):
-        layer(points, mask=mask)
+    out = layer(points, mask=mask)
+    assert torch.all(out[0, 4] == 0.0) and torch.all(torch.isfinite(out))
+    s = layer.attention_weights(points, mask=mask)
+    assert torch.all(s[0, 0, 4] == 0.0)
+    torch.testing.assert_close(s[0, 0, :4].sum(-1), torch.ones(4, dtype=torch.float64))
+    torch.testing.assert_close(out[0, :4], (s[0, 0] @ layer._values(points)[0, 0])[:4])
 
 
 def test_bad_arguments_name_the_parameter(points):
@@ -160,7 +166,7 @@ def test_mahalanobis_export_matches_particle_operator():
     if importlib.util.find_spec("continuum_attention.attention") is None:
         pytest.skip("continuum_attention.attention not available yet")
     attention = pytest.importorskip("continuum_attention.attention")
-    op = attention.AttentionOperator(x[0].numpy(), 0.3, metric=metric)
+    op = attention.AttentionOperator(x[0].numpy(), layer.effective_eps, metric=metric)
     s = layer.attention_weights(x)[0, 0].detach().numpy()
     np.testing.assert_allclose(op.apply(h), s @ h, rtol=1e-9, atol=1e-12)
     xs = x.expand(1, -1, -1)

@@ -72,7 +72,11 @@ PROTOCOL: dict[str, Any] = dict(
     knn=10, boundary_band=(0.2, 0.8),            # boundary / interior data points (kNN class mixture)
     metric_floor=0.01,                           # g = c J^T J + 0.01 I, mean tr g / 2 = 1 (folds of phi make J^T J singular)
     dt=1e-3,                                     # implicit-Euler step of both heat flows (contrast changes < 1e-3 at dt/2)
+    temperature=1.0,                             # the bridge's networks keep tau = 1 (S = softmax(-f / (2 eps))), as measured
 )
+# The bridge's "ipn" variant: the two-moons IPN as it was when the bridge was measured (block MLPs, tau = 1,
+# phi width 10, 400 train / 100 test points), not the issue-13 defaults of :data:`.experiments.SETTINGS`.
+IPN_PROTOCOL: dict[str, Any] = dict(temperature=1.0, block_mlp=True, metric_hidden=10, n_test=100)
 
 
 class LabelPropagation(nn.Module):
@@ -88,7 +92,7 @@ class LabelPropagation(nn.Module):
 
     def __init__(self, dim: int = 2, num_classes: int = 2, *, hidden: int = 10, layers: int = 4, eps: float = 0.5):
         super().__init__()
-        self.attn = MetricAttention(dim, hidden=hidden, eps=eps, value=False)
+        self.attn = MetricAttention(dim, hidden=hidden, eps=eps, value=False, temperature=PROTOCOL["temperature"])
         self.layers = check_int(layers, "layers")
         self.num_classes = check_int(num_classes, "num_classes", 2)
 
@@ -135,7 +139,8 @@ def _train_ipn(x, y, test, seed: int, epochs: int, block_mlp: bool, lr: float, w
     """The IPN of :func:`.experiments.ipn_trial` (full batch, cross-entropy on the training points)."""
     seed_all(seed)
     model = InformationPropagationNetwork(x.shape[1], int(y.max()) + 1, attention="metric", width=10,
-                                          mlp_width=mlp_width, layers=2, block_mlp=block_mlp)
+                                          mlp_width=mlp_width, layers=2, block_mlp=block_mlp,
+                                          metric_hidden=mlp_width, temperature=PROTOCOL["temperature"])
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
     te = torch.as_tensor(test, dtype=torch.bool)
@@ -161,7 +166,7 @@ def train_moons_metric(seed: int = 0, epochs: int | None = None, variant: str = 
     x, y, test = moons_data()
     P = PROTOCOL
     if variant == "ipn":
-        cfg = settings("two_moons", True, {"epochs": epochs})
+        cfg = settings("two_moons", True, dict(IPN_PROTOCOL, epochs=epochs))
         trial = ipn_trial(x, y, test, "metric", seed, cfg)
         for _ in range(cfg["epochs"]):
             trial.train_epoch()
