@@ -261,7 +261,7 @@ def test_quick_two_moons_experiment(tmp_path):
 
 
 def test_quick_digits_experiment():
-    _check_comparison(E.digits(quick=True, seeds=1, epochs=30, subset=400), 0.1, 1, 30)
+    _check_comparison(E.digits(quick=True, seeds=1, epochs=30, subset=400, test_size=100), 0.1, 1, 30)
 
 
 def test_quick_segmentation_experiment():

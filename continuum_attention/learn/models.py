@@ -224,18 +224,19 @@ class Seq2SeqTransformer(nn.Module):
         Number of tokens, including the begin-of-sequence token (the last index, ``vocab - 1``).
     max_len : int
         Longest sequence (encoder and decoder).
-    dim, heads, layers, mlp_width, attention, eps
+    dim, heads, layers, mlp_width, attention, eps, temperature
         As :class:`TransformerBlock`; ``layers`` encoder and ``layers`` decoder blocks.
     """
 
     def __init__(self, vocab: int, max_len: int, *, dim: int = 32, heads: int = 2, layers: int = 1,
-                 mlp_width: int = 64, attention: str = "metric", eps: float = 0.5):
+                 mlp_width: int = 64, attention: str = "metric", eps: float = 0.5,
+                 temperature: float | str | None = "auto"):
         super().__init__()
         self.vocab, self.max_len = check_int(vocab, "vocab", 2), check_int(max_len, "max_len")
         self.tok = nn.Embedding(vocab, dim)
         self.pos_enc = nn.Parameter(torch.randn(max_len, dim) * 0.5)
         self.pos_dec = nn.Parameter(torch.randn(max_len, dim) * 0.5)
-        kw = dict(attention=attention, heads=heads, mlp_width=mlp_width, eps=eps)
+        kw = dict(attention=attention, heads=heads, mlp_width=mlp_width, eps=eps, temperature=temperature)
         self.encoder = nn.ModuleList(TransformerEncoderBlock(dim, **kw) for _ in range(layers))
         self.decoder = nn.ModuleList(TransformerDecoderBlock(dim, **kw) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
