@@ -300,6 +300,11 @@ def test_bridge_metric_and_heat_flow(tmp_path):
         assert h.shape == (2, 16, 16)
         assert h.min() > -0.05 and h.max() < 1.05  # maximum principle (up to mixed-derivative stencil terms)
         assert result["contrast"][name][-1] <= result["contrast"][name][0] + 1e-9
+        assert result["overshoot"][name] == max(0.0, -h.min(), h.max() - 1.0)
+    # the monotone kernel flow stays in [0, 1] (round-off only) and keeps the classes apart
+    k = result["kernel"]
+    assert k["range"][0] >= -1e-12 and k["range"][1] <= 1.0 + 1e-12
+    assert k["contrast"][-1] > 0.5 and k["contrast"][-1] <= k["contrast"][0] + 1e-9  # reached 0.79 (0.90 at t=0)
     fig = bridge_figure(result)  # a single run drawn as a one-variant study
     assert len(fig.axes) >= 8
     fig.savefig(tmp_path / "bridge.png", dpi=30)
@@ -344,7 +349,8 @@ def test_ipn_without_block_mlp():
     for attn in net.attn:
         h = h + attn(h)
     torch.testing.assert_close(net(x), net.head(h)[0])
-    assert len(list(InformationPropagationNetwork(2, 2).mlps)) == 2  # default unchanged
+    assert InformationPropagationNetwork(2, 2).mlps is None  # the paper's IPN is the default (issue 13)
+    assert len(list(InformationPropagationNetwork(2, 2, block_mlp=True).mlps)) == 2
 
 
 def test_mnist_loader_reads_a_local_npz(tmp_path):
