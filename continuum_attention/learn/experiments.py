@@ -476,7 +476,12 @@ def main(name: str, argv: Sequence[str] | None = None) -> dict:
         if args.ablations:
             kinds += [k for k in ABLATIONS if k not in kinds]
         extra.update(kinds=kinds, batch_points=args.batch_points, block_mlp=True if args.block_mlp else None)
+    import os
+
+    load_before = [round(v, 2) for v in os.getloadavg()]
     result = run(quick=args.quick, seeds=args.seeds, epochs=args.epochs, verbose=True, **extra)
+    result["config"]["load_average"] = {"before": load_before, "after": [round(v, 2) for v in os.getloadavg()]}
+    print(f"load average before {load_before}, after {result['config']['load_average']['after']}")
     paths = finish(result, name, args.out, args.figures, NOISE_LABELS[name])
     for p in paths.values():
         print(f"wrote {p}")
