@@ -42,13 +42,13 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "two_moons": {
         "full": dict(seeds=10, epochs=400, lr=1e-3, weight_decay=1e-4, width=10, mlp_width=10, layers=2, heads=1,
                      eps=0.5, temperature="auto", block_mlp=False, metric_hidden=None, batch_points=None,
-                     n_train=400, n_test=500, noise_levels=[0.0, 0.1, 0.2, 0.3, 0.5, 0.8]),
+                     n_train=400, n_test=500, baselines=True, noise_levels=[0.0, 0.1, 0.2, 0.3, 0.5, 0.8]),
         "quick": dict(seeds=3, epochs=300),
     },
     "digits": {
         "full": dict(seeds=10, epochs=300, lr=1e-3, weight_decay=1e-4, width=100, mlp_width=100, layers=2, heads=1,
                      eps=0.5, temperature="auto", block_mlp=False, metric_hidden=None, batch_points=None,
-                     subset=None, test_size=500, noise_levels=[0.0, 0.1, 0.2, 0.4, 0.6]),
+                     subset=None, test_size=500, baselines=True, noise_levels=[0.0, 0.1, 0.2, 0.4, 0.6]),
         "quick": dict(seeds=3, epochs=70, lr=3e-3, width=32, mlp_width=32),
     },
     "segmentation": {
@@ -223,7 +223,8 @@ def _ipn_experiment(cfg: dict[str, Any], x, y, test, kinds, verbose: bool, title
     cfg["kinds"] = kinds
     result = compare_attention(lambda k, s: ipn_trial(x, y, test, k, s, cfg), seeds=_seed_list(cfg["seeds"]),
                                epochs=cfg["epochs"], noise_levels=cfg["noise_levels"], kinds=kinds, verbose=verbose)
-    result["baselines"] = baselines(x, y, test)
+    if cfg.get("baselines", True):
+        result["baselines"] = baselines(x, y, test)
     result["temperatures"] = _temperatures(x.shape[1], int(y.max()) + 1, kinds, cfg)
     return _finish(result, cfg, title)
 
