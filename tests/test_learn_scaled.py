@@ -393,3 +393,13 @@ def test_pde_heat_flow_overshoot_for_rotated_anisotropic_metric_is_as_documented
     at_p, at_q = B.kernel_heat_flow(Mahalanobis(rot @ lam @ rot.T), x[~test], y[~test].astype(float), x[test],
                                     0.1, 3, 0.01)
     assert min(at_p.min(), at_q.min()) >= -1e-12 and max(at_p.max(), at_q.max()) <= 1.0 + 1e-12
+
+
+def test_command_line_selects_kinds_ablations_and_records_load(tmp_path, capsys):
+    result = E.main("two_moons", ["--quick", "--seeds", "2", "--epochs", "2", "--kinds", "metric", "--ablations",
+                                  "--temperature", "3", "--out", str(tmp_path), "--figures", str(tmp_path)])
+    assert list(result["kinds"]) == ["metric", "none", "metric+mlp"]
+    cfg = result["config"]
+    assert cfg["temperature"] == 3.0 and result["temperatures"]["metric"] == 3.0
+    assert len(cfg["load_average"]["before"]) == 3 and (tmp_path / "learn_two_moons.h5").exists()
+    assert "load average before" in capsys.readouterr().out
