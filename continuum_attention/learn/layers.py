@@ -22,7 +22,7 @@ construction that makes the three kinds comparable at initialisation (``temperat
 
 Without a temperature (tau = 1) a distance kind at d_head >= 32 starts as the identity (row perplexity 1):
 f(x, x) = 0 while f(x, y) ~ 2 d_head for y != x. With tau = E f the logits are -f / E f = -1 +- sqrt(1.5 /
-d_head), close to uniform; measured initial row perplexity / self-attention's: 1.0 .. 1.7 for d = 16 .. 512
+d_head), close to uniform; measured initial row perplexity / self-attention's: 1.10 .. 1.58 for d = 16 .. 512
 (``tests/test_learn_scaled.py``). ``temperature=1.0`` restores the plain S_eps of THEORY section 1.
 
 Parameter budget (per-head widths). With H heads every kind scores in d / H dimensions per head and the
