@@ -61,7 +61,8 @@ def test_layer_equals_numpy_S_eps_H(cls, eps, points):
     torch.manual_seed(1)
     layer = cls(3, eps=eps, value=False).double()
     x = points[0].numpy()
-    expected = _softmax_rows(-_numpy_f(layer, x, x) / (2 * eps)) @ x
+    assert layer.effective_eps == eps * layer.temperature  # S = softmax(-f / (2 eps tau)), tau the temperature
+    expected = _softmax_rows(-_numpy_f(layer, x, x) / (2 * layer.effective_eps)) @ x
     got = layer(points)[0].detach().numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer.pseudo_metric(points, points)[0].detach().numpy(), _numpy_f(layer, x, x),
@@ -74,7 +75,7 @@ def test_value_projection_and_cross_attention(cls, points):
     layer = cls(3, value_dim=2, out_dim=2).double()
     y = points[:, :4] * 0.5 + 1.0
     x, yy = points[0].numpy(), y[0].numpy()
-    s = _softmax_rows(-_numpy_f(layer, x, yy) / (2 * layer.eps))
+    s = _softmax_rows(-_numpy_f(layer, x, yy) / (2 * layer.effective_eps))
     v = yy @ layer.w_value[0].detach().numpy().T
     np.testing.assert_allclose(layer(points, y)[0].detach().numpy(), s @ v, rtol=1e-11, atol=1e-12)
 
@@ -117,12 +118,17 @@ def test_mask_gives_exactly_zero_weight(cls, points):
 
 
 @pytest.mark.parametrize("cls", LAYERS)
-def test_fully_masked_row_is_refused(cls, points):
+def test_fully_masked_row_gives_zero_weights_and_output(cls, points):
+    """A row with every pair masked: zero weights, zero output (what SDPA and MHA(need_weights=False) give)."""
     layer = cls(3).double()
     mask = torch.ones(7, 7, dtype=torch.bool)
     mask[4] = False
-    with pytest.raises(ValueError, match="row 4"):
-        layer(points, mask=mask)
+    out = layer(points, mask=mask)
+    assert torch.all(out[0, 4] == 0.0) and torch.all(torch.isfinite(out))
+    s = layer.attention_weights(points, mask=mask)
+    assert torch.all(s[0, 0, 4] == 0.0)
+    torch.testing.assert_close(s[0, 0, :4].sum(-1), torch.ones(4, dtype=torch.float64))
+    torch.testing.assert_close(out[0, :4], (s[0, 0] @ layer._values(points)[0, 0])[:4])
 
 
 def test_bad_arguments_name_the_parameter(points):
@@ -160,7 +166,7 @@ def test_mahalanobis_export_matches_particle_operator():
     if importlib.util.find_spec("continuum_attention.attention") is None:
         pytest.skip("continuum_attention.attention not available yet")
     attention = pytest.importorskip("continuum_attention.attention")
-    op = attention.AttentionOperator(x[0].numpy(), 0.3, metric=metric)
+    op = attention.AttentionOperator(x[0].numpy(), layer.effective_eps, metric=metric)
     s = layer.attention_weights(x)[0, 0].detach().numpy()
     np.testing.assert_allclose(op.apply(h), s @ h, rtol=1e-9, atol=1e-12)
     xs = x.expand(1, -1, -1)
@@ -255,7 +261,7 @@ def test_quick_two_moons_experiment(tmp_path):
 
 
 def test_quick_digits_experiment():
-    _check_comparison(E.digits(quick=True, seeds=1, epochs=30, subset=400), 0.1, 1, 30)
+    _check_comparison(E.digits(quick=True, seeds=1, epochs=30, subset=400, test_size=100), 0.1, 1, 30)
 
 
 def test_quick_segmentation_experiment():
@@ -294,6 +300,11 @@ def test_bridge_metric_and_heat_flow(tmp_path):
         assert h.shape == (2, 16, 16)
         assert h.min() > -0.05 and h.max() < 1.05  # maximum principle (up to mixed-derivative stencil terms)
         assert result["contrast"][name][-1] <= result["contrast"][name][0] + 1e-9
+        assert result["overshoot"][name] == max(0.0, -h.min(), h.max() - 1.0)
+    # the monotone kernel flow stays in [0, 1] (round-off only) and keeps the classes apart
+    k = result["kernel"]
+    assert k["range"][0] >= -1e-12 and k["range"][1] <= 1.0 + 1e-12
+    assert k["contrast"][-1] > 0.5 and k["contrast"][-1] <= k["contrast"][0] + 1e-9  # reached 0.79 (0.90 at t=0)
     fig = bridge_figure(result)  # a single run drawn as a one-variant study
     assert len(fig.axes) >= 8
     fig.savefig(tmp_path / "bridge.png", dpi=30)
@@ -338,7 +349,8 @@ def test_ipn_without_block_mlp():
     for attn in net.attn:
         h = h + attn(h)
     torch.testing.assert_close(net(x), net.head(h)[0])
-    assert len(list(InformationPropagationNetwork(2, 2).mlps)) == 2  # default unchanged
+    assert InformationPropagationNetwork(2, 2).mlps is None  # the paper's IPN is the default (issue 13)
+    assert len(list(InformationPropagationNetwork(2, 2, block_mlp=True).mlps)) == 2
 
 
 def test_mnist_loader_reads_a_local_npz(tmp_path):

@@ -10,7 +10,15 @@ flow); their figures in :mod:`.figures` (``matplotlib.figure.Figure``, no pyplot
 them are in ``simulations/``.
 """
 
-from .layers import ATTENTION_TYPES, L2SelfAttention, MetricAttention, MetricAttentionBase, SelfAttention, make_attention
+from .layers import (
+    ATTENTION_TYPES,
+    L2SelfAttention,
+    MetricAttention,
+    MetricAttentionBase,
+    MultiheadMetricAttention,
+    SelfAttention,
+    make_attention,
+)
 from .models import (
     InformationPropagationNetwork,
     Seq2SeqTransformer,
@@ -26,6 +34,7 @@ __all__ = [
     "L2SelfAttention",
     "MetricAttention",
     "MetricAttentionBase",
+    "MultiheadMetricAttention",
     "Seq2SeqTransformer",
     "SelfAttention",
     "TransformerBlock",

@@ -54,7 +54,7 @@ from .models import InformationPropagationNetwork
 from .training import seed_all
 
 __all__ = ["bridge", "bridge_study", "bridge_table", "study_table", "train_moons_metric", "kde_density",
-           "heat_flow", "ScaledMetric", "LabelPropagation", "metric_measures", "moon_paths", "VARIANTS",
+           "heat_flow", "kernel_heat_flow", "overshoot", "ScaledMetric", "LabelPropagation", "metric_measures", "moon_paths", "VARIANTS",
            "VARIANT_LABELS", "PROTOCOL", "BOX"]
 
 BOX = ((-1.75, -1.25), (2.75, 1.75))
@@ -72,7 +72,12 @@ PROTOCOL: dict[str, Any] = dict(
     knn=10, boundary_band=(0.2, 0.8),            # boundary / interior data points (kNN class mixture)
     metric_floor=0.01,                           # g = c J^T J + 0.01 I, mean tr g / 2 = 1 (folds of phi make J^T J singular)
     dt=1e-3,                                     # implicit-Euler step of both heat flows (contrast changes < 1e-3 at dt/2)
+    temperature=1.0,                             # the bridge's networks keep tau = 1 (S = softmax(-f / (2 eps))), as measured
+    kernel_eps=0.01,                             # the monotone kernel flow: S_eps on the training points, t = K eps / 2
 )
+# The bridge's "ipn" variant: the two-moons IPN as it was when the bridge was measured (block MLPs, tau = 1,
+# phi width 10, 400 train / 100 test points), not the issue-13 defaults of :data:`.experiments.SETTINGS`.
+IPN_PROTOCOL: dict[str, Any] = dict(temperature=1.0, block_mlp=True, metric_hidden=10, n_test=100)
 
 
 class LabelPropagation(nn.Module):
@@ -88,7 +93,7 @@ class LabelPropagation(nn.Module):
 
     def __init__(self, dim: int = 2, num_classes: int = 2, *, hidden: int = 10, layers: int = 4, eps: float = 0.5):
         super().__init__()
-        self.attn = MetricAttention(dim, hidden=hidden, eps=eps, value=False)
+        self.attn = MetricAttention(dim, hidden=hidden, eps=eps, value=False, temperature=PROTOCOL["temperature"])
         self.layers = check_int(layers, "layers")
         self.num_classes = check_int(num_classes, "num_classes", 2)
 
@@ -135,7 +140,8 @@ def _train_ipn(x, y, test, seed: int, epochs: int, block_mlp: bool, lr: float, w
     """The IPN of :func:`.experiments.ipn_trial` (full batch, cross-entropy on the training points)."""
     seed_all(seed)
     model = InformationPropagationNetwork(x.shape[1], int(y.max()) + 1, attention="metric", width=10,
-                                          mlp_width=mlp_width, layers=2, block_mlp=block_mlp)
+                                          mlp_width=mlp_width, layers=2, block_mlp=block_mlp,
+                                          metric_hidden=mlp_width, temperature=PROTOCOL["temperature"])
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
     te = torch.as_tensor(test, dtype=torch.bool)
@@ -161,7 +167,7 @@ def train_moons_metric(seed: int = 0, epochs: int | None = None, variant: str = 
     x, y, test = moons_data()
     P = PROTOCOL
     if variant == "ipn":
-        cfg = settings("two_moons", True, {"epochs": epochs})
+        cfg = settings("two_moons", True, dict(IPN_PROTOCOL, epochs=epochs))
         trial = ipn_trial(x, y, test, "metric", seed, cfg)
         for _ in range(cfg["epochs"]):
             trial.train_epoch()
@@ -212,6 +218,52 @@ def heat_flow(metric, density, h0: np.ndarray, t_final: float, n_snapshots: int,
     pde = AttentionLimitPDE(grid, density, metric=metric, form="features")
     return pde.solve(h0.reshape(grid.shape), float(t_final), method="implicit-euler", n_snapshots=n_snapshots,
                      dt=dt).values
+
+
+def overshoot(h: np.ndarray) -> float:
+    """How far a flow of an indicator (values in [0, 1] at t = 0) leaves [0, 1]: max(0, -min h, max h - 1).
+
+    Zero for a scheme with the maximum principle. The implicit-Euler finite-volume scheme of
+    ``pde.AttentionLimitPDE`` has it for diagonal metric tensors only: the mixed-derivative terms of an
+    anisotropic g give negative off-diagonal stencil weights, and the flow overshoots (measured values in
+    ``docs/experiments.md``).
+    """
+    h = np.asarray(h, dtype=float)
+    return float(max(0.0, -h.min(), h.max() - 1.0))
+
+
+def kernel_heat_flow(metric, particles: np.ndarray, h0: np.ndarray, queries: np.ndarray, t_final: float,
+                     n_snapshots: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """The monotone heat flow: attention on the sampled points, H(t + eps/2) = S_eps H (THEORY section 1).
+
+    ``S_eps = AttentionOperator(particles, eps, metric=metric)`` is row-stochastic with non-negative entries,
+    so every H(t) is a convex combination of H_0: the maximum principle holds exactly, for any metric. As
+    eps -> 0 its generator is the attention-limit operator of the points' density under the metric (the PDE
+    the bridge solves on the grid, with p = q / sqrt|g|). Values at ``queries`` are one more attention step
+    from the queries to the particles, S_eps(query, particles) H(t) (also a convex combination).
+
+    Returns
+    -------
+    at_particles : (T, P) array;  at_queries : (T, Q) array, at ``n_snapshots`` times in [0, t_final]
+    (K = round(t / (eps / 2)) steps each).
+    """
+    from ..attention import AttentionOperator
+
+    op = AttentionOperator(particles, eps, metric=metric)
+    f = metric.pairwise(queries, particles)
+    logits = -f / (2.0 * eps)
+    w = np.exp(logits - logits.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    steps = np.rint(np.linspace(0.0, t_final, n_snapshots) / (eps / 2)).astype(int)
+    h = np.asarray(h0, dtype=float).copy()
+    done, at_p, at_q = 0, [], []
+    for k in steps:
+        for _ in range(k - done):
+            h = op.apply(h)
+        done = k
+        at_p.append(h.copy())
+        at_q.append(w @ h)
+    return np.array(at_p), np.array(at_q)
 
 
 def _interpolate(grid_values: np.ndarray, axes: list[np.ndarray], points: np.ndarray) -> np.ndarray:
@@ -328,6 +380,15 @@ def bridge(quick: bool = True, seed: int = 0, shape: int | None = None, t_final:
     for name, h in flows.items():
         out["contrast"][name], out["accuracy"][name] = _flow_scores(h, grid.axes, x[test], y[test])
     out["flow_range"] = {name: np.array([h.min(), h.max()]) for name, h in flows.items()}
+    out["overshoot"] = {name: overshoot(h) for name, h in flows.items()}
+    # the monotone alternative: attention heat flow on the training points under the same metric
+    xtr, ytr = x[~test], y[~test].astype(float)
+    keps = PROTOCOL["kernel_eps"]
+    at_p, at_q = kernel_heat_flow(metric, xtr, ytr, x[test], t_final, n_snapshots, keps)
+    yt = y[test]
+    out["kernel"] = {"eps": keps, "range": np.array([min(at_p.min(), at_q.min()), max(at_p.max(), at_q.max())]),
+                     "contrast": at_q[:, yt == 1].mean(1) - at_q[:, yt == 0].mean(1),
+                     "accuracy": ((at_q > 0.5) == (yt == 1)).mean(1)}
     return out
 
 
@@ -371,6 +432,9 @@ def bridge_study(quick: bool = True, seeds: Sequence[int] | int = 3, variants: S
             "stretch_crossing": np.stack([r["measures"]["stretch_crossing"] for r in rows]),
             "example": {k: rows[0][k] for k in ("fields", "data_log_trace", "flows")},
             "flow_range": np.stack([r["flow_range"]["learned"] for r in rows]),
+            "overshoot": np.array([r["overshoot"]["learned"] for r in rows]),
+            "kernel_range": np.stack([r["kernel"]["range"] for r in rows]),
+            "kernel_contrast": np.stack([r["kernel"]["contrast"] for r in rows]),
             "contrast": np.stack([r["contrast"]["learned"] for r in rows]),
             "accuracy": np.stack([r["accuracy"]["learned"] for r in rows]),
         }
@@ -425,6 +489,13 @@ def study_table(study: dict[str, Any]) -> str:
     lines.append(f"{'euclidean':20s} " + "  ".join(f"{c:14.3f}" for c in study["euclidean"]["accuracy"][1:]))
     for name, v in study["variants"].items():
         lines.append(f"{name:20s} " + "  ".join(f"{_ms(v['accuracy'][:, i]):>14s}" for i in range(1, len(times))))
+    lines.append("maximum principle: overshoot max(0, -min H, max H - 1) of the PDE flow (implicit Euler) vs the "
+                 "range of the monotone kernel flow (S_eps on the training points):")
+    for name, v in study["variants"].items():
+        if "overshoot" in v:
+            lines.append(f"{name:20s} PDE overshoot {_ms(v['overshoot']):>15s} (max {v['overshoot'].max():.3f});  kernel "
+                         f"range [{v['kernel_range'][:, 0].min():.3f}, {v['kernel_range'][:, 1].max():.3f}], contrast "
+                         f"at t_final {_ms(v['kernel_contrast'][:, -1])}")
     lines.append("per seed: test accuracy / stretch ratio / lambda_max ratio / contrast at t_final (learned - Euclidean)"
                  " / range of H (learned)")
     for name, v in study["variants"].items():

@@ -3,15 +3,18 @@
 Information propagation network (THEORY section 6)
 --------------------------------------------------
 ``InformationPropagationNetwork`` maps the features of *all* data points at once, (batch, N, d_in) with the
-whole data set as one sequence (transductive, as in the paper):
+whole data set as one sequence (transductive, as in the paper), or of minibatches of data points (attention
+across the points of one minibatch, :func:`.experiments.ipn_trial` with ``batch_points``). As the paper
+describes it (the default, ``block_mlp=False``):
 
     H_0 = X A^T + c                                    (linear embedding, width ``width``)
-    H_{l+1/2} = H_l + Attn_l(H_l, mask)                (attention across the data points)
-    H_{l+1}   = H_{l+1/2} + MLP_l(H_{l+1/2})           (two-layer ReLU MLP of width ``mlp_width``)
-    logits    = H_L B^T + e                            (linear read-out; softmax via cross-entropy)
+    H_{l+1} = H_l + Attn_l(H_l, mask)                  (attention across the data points)
+    logits  = H_L B^T + e                              (linear read-out; softmax via cross-entropy)
 
-No normalisation layers: each block is the residual (Euler-like) update of the paper kept as plain as
-possible. The attention type is ``"self"``, ``"l2"`` or ``"metric"`` (:func:`make_attention`).
+``block_mlp=True`` adds a two-layer ReLU MLP after each attention, H_{l+1} = H' + MLP_l(H') with
+H' = H_l + Attn_l(H_l) (the block of a Transformer; not in the paper). ``attention="none"`` with
+``block_mlp=True`` drops the attention (the MLP-only ablation: each point is classified alone).
+No normalisation layers. The attention type is ``"self"``, ``"l2"`` or ``"metric"`` (:func:`make_attention`).
 
 Transformer
 -----------
@@ -35,7 +38,7 @@ def _mlp(width: int, hidden: int) -> nn.Sequential:
 
 
 class InformationPropagationNetwork(nn.Module):
-    """Linear -> L x (attention across points + MLP, residual) -> linear -> class logits.
+    """Linear -> L x (attention across points [+ MLP], residual) -> linear -> class logits.
 
     Parameters
     ----------
@@ -44,21 +47,25 @@ class InformationPropagationNetwork(nn.Module):
     num_classes : int
         Number of classes (logits per point).
     attention : str
-        ``"self"``, ``"l2"`` or ``"metric"``.
+        ``"self"``, ``"l2"``, ``"metric"``, or ``"none"`` (no attention; needs ``block_mlp=True``).
     width : int
         Width of the propagated features.
     mlp_width : int
-        Width of the MLP inside each block, and of phi's MLP for metric-attention.
+        Width of the MLP inside each block (used with ``block_mlp=True``).
     layers : int
         Number of propagation blocks L.
     heads : int
         Heads per attention layer.
     eps : float
-        Attention time scale (S = softmax(-f / (2 eps))).
+        THEORY time scale (S = softmax(-f / (2 eps tau))).
+    temperature : float or "auto"
+        tau of the attention layers (:class:`.layers.MetricAttentionBase`); ``"auto"`` is the default.
+    metric_hidden : int, optional
+        Width of phi's MLP for metric-attention (default: the layer's parameter-matched width).
     block_mlp : bool
-        Default True. False drops the MLP of every block (attention-only propagation blocks,
-        H_{l+1} = H_l + Attn_l(H_l)): the only nonlinearity left is the attention itself, so whatever the
-        network computes beyond a linear map of the inputs must pass through the attention weights.
+        Default False (the paper's network: the only nonlinearity is the attention, so whatever the network
+        computes beyond a linear map of the inputs passes through the attention weights). True adds the ReLU
+        MLP of width ``mlp_width`` to every block.
     """
 
     def __init__(
@@ -72,26 +79,38 @@ class InformationPropagationNetwork(nn.Module):
         layers: int = 2,
         heads: int = 1,
         eps: float = 0.5,
-        block_mlp: bool = True,
+        temperature: float | str | None = "auto",
+        metric_hidden: int | None = None,
+        block_mlp: bool = False,
     ):
         super().__init__()
         check_int(layers, "layers")
+        check_int(mlp_width, "mlp_width")
         self.block_mlp = bool(block_mlp)
         self.attention_kind = attention
+        if attention == "none" and not self.block_mlp:
+            raise ValueError("attention='none' needs block_mlp=True (otherwise the network is linear)")
         self.embed = nn.Linear(check_int(in_dim, "in_dim"), check_int(width, "width"))
-        self.attn = nn.ModuleList(
-            make_attention(attention, width, hidden=mlp_width, heads=heads, eps=eps) for _ in range(layers)
-        )
-        check_int(mlp_width, "mlp_width")
+        if attention == "none":
+            self.attn = None
+        else:
+            self.attn = nn.ModuleList(
+                make_attention(attention, width, hidden=metric_hidden, heads=heads, eps=eps, temperature=temperature)
+                for _ in range(layers))
         self.mlps = nn.ModuleList(_mlp(width, mlp_width) for _ in range(layers)) if self.block_mlp else None
+        self.num_layers = int(layers)
         self.head = nn.Linear(width, check_int(num_classes, "num_classes"))
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Logits (batch, N, classes) for points x of shape (batch, N, in_dim) or (N, in_dim)."""
+        """Logits (batch, N, classes) for points x of shape (batch, N, in_dim) or (N, in_dim).
+
+        ``mask``: boolean (N, N) or (batch, N, N), True = admissible pair (e.g. a kNN graph).
+        """
         squeeze = x.dim() == 2
         h = self.embed(x.unsqueeze(0) if squeeze else x)
-        for k, attn in enumerate(self.attn):
-            h = h + attn(h, mask=mask)
+        for k in range(self.num_layers):
+            if self.attn is not None:
+                h = h + self.attn[k](h, mask=mask)
             if self.mlps is not None:
                 h = h + self.mlps[k](h)
         out = self.head(h)
@@ -106,7 +125,7 @@ class InformationPropagationNetwork(nn.Module):
         """
         if layer != 0:
             raise ValueError(f"only layer=0 sees the raw inputs; got layer={layer!r}")
-        attn = self.attn[0]
+        attn = self.attn[0] if self.attn is not None else None
         if not isinstance(attn, MetricAttention):
             raise ValueError(f"input_metric needs attention='metric', this network has {self.attention_kind!r}")
         phi, jac = attn.numpy_map(head)
@@ -148,20 +167,24 @@ class TransformerBlock(nn.Module):
     eps : float
         Attention time scale.
     metric_hidden : int, optional
-        Width of phi's MLP for metric-attention (default ``dim``).
+        Width of phi's MLP for metric-attention (default: the parameter-matched width of
+        :class:`.layers.MetricAttention`).
+    temperature : float or "auto"
+        tau of the attention layers (default ``"auto"``, :class:`.layers.MetricAttentionBase`).
     """
 
     def __init__(self, dim: int, *, attention: str = "metric", heads: int = 1, mlp_width: int | None = None,
-                 cross: bool = False, eps: float = 0.5, metric_hidden: int | None = None):
+                 cross: bool = False, eps: float = 0.5, metric_hidden: int | None = None,
+                 temperature: float | str | None = "auto"):
         super().__init__()
         mlp_width = mlp_width if mlp_width is not None else 2 * dim
-        metric_hidden = metric_hidden if metric_hidden is not None else dim
+        kw = dict(hidden=metric_hidden, heads=heads, eps=eps, out_proj=True, temperature=temperature)
         self.norm1 = nn.LayerNorm(dim)
-        self.self_attn = make_attention(attention, dim, hidden=metric_hidden, heads=heads, eps=eps, out_proj=True)
+        self.self_attn = make_attention(attention, dim, **kw)
         self.cross_attn: MetricAttentionBase | None = None
         if cross:
             self.norm_c = nn.LayerNorm(dim)
-            self.cross_attn = make_attention(attention, dim, hidden=metric_hidden, heads=heads, eps=eps, out_proj=True)
+            self.cross_attn = make_attention(attention, dim, **kw)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = _mlp(dim, mlp_width)
 
@@ -201,18 +224,19 @@ class Seq2SeqTransformer(nn.Module):
         Number of tokens, including the begin-of-sequence token (the last index, ``vocab - 1``).
     max_len : int
         Longest sequence (encoder and decoder).
-    dim, heads, layers, mlp_width, attention, eps
+    dim, heads, layers, mlp_width, attention, eps, temperature
         As :class:`TransformerBlock`; ``layers`` encoder and ``layers`` decoder blocks.
     """
 
     def __init__(self, vocab: int, max_len: int, *, dim: int = 32, heads: int = 2, layers: int = 1,
-                 mlp_width: int = 64, attention: str = "metric", eps: float = 0.5):
+                 mlp_width: int = 64, attention: str = "metric", eps: float = 0.5,
+                 temperature: float | str | None = "auto"):
         super().__init__()
         self.vocab, self.max_len = check_int(vocab, "vocab", 2), check_int(max_len, "max_len")
         self.tok = nn.Embedding(vocab, dim)
         self.pos_enc = nn.Parameter(torch.randn(max_len, dim) * 0.5)
         self.pos_dec = nn.Parameter(torch.randn(max_len, dim) * 0.5)
-        kw = dict(attention=attention, heads=heads, mlp_width=mlp_width, eps=eps)
+        kw = dict(attention=attention, heads=heads, mlp_width=mlp_width, eps=eps, temperature=temperature)
         self.encoder = nn.ModuleList(TransformerEncoderBlock(dim, **kw) for _ in range(layers))
         self.decoder = nn.ModuleList(TransformerDecoderBlock(dim, **kw) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)

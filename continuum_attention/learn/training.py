@@ -18,11 +18,61 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["Trial", "compare_attention", "summary_rows", "summary_table", "plot_comparison", "save_comparison", "count_parameters", "seed_all"]
+__all__ = ["Trial", "compare_attention", "summary_rows", "summary_table", "plot_comparison", "save_comparison",
+           "count_parameters", "seed_all", "paired_statistics", "mean_interval", "label"]
 
 KINDS = ("self", "l2", "metric")
-LABELS = {"self": "self-attention", "l2": "L2 self-attention", "metric": "metric-attention"}
-COLORS = {"self": "tab:red", "l2": "tab:blue", "metric": "tab:green"}
+LABELS = {"self": "self-attention", "l2": "L2 self-attention", "metric": "metric-attention",
+          "none": "no attention (MLP)", "self+mlp": "self-attn + MLP", "l2+mlp": "L2 + MLP",
+          "metric+mlp": "metric-attn + MLP"}
+COLORS = {"self": "tab:red", "l2": "tab:blue", "metric": "tab:green", "none": "tab:gray", "self+mlp": "tab:orange",
+          "l2+mlp": "tab:cyan", "metric+mlp": "tab:olive"}
+
+
+def label(kind: str) -> str:
+    """Printed name of a kind (the kind itself when it has none)."""
+    return LABELS.get(kind, kind)
+
+
+def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, lower, upper): Student-t interval mean +- t_{(1+level)/2, n-1} s / sqrt(n) over seeds.
+
+    One value gives (v, v, v) (no spread to estimate).
+    """
+    from scipy import stats
+
+    v = np.asarray(values, float).ravel()
+    if v.size < 2:
+        return float(v.mean()), float(v.mean()), float(v.mean())
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+
+
+def paired_statistics(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Paired comparison of the final test accuracies of every pair of kinds across the same seeds.
+
+    For kinds A, B with per-seed differences D = acc_A - acc_B: mean D, its 95 % t interval, the paired
+    t-test p-value (``scipy.stats.ttest_rel``; NaN when D is constant) and the Wilcoxon signed-rank p-value
+    (NaN when every D is 0 or there are fewer than 2 seeds), and wins/ties/losses of A over B.
+    """
+    from scipy import stats
+
+    kinds = list(result["kinds"])
+    rows = []
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1:]:
+            fa, fb = result["kinds"][a]["final_accuracy"], result["kinds"][b]["final_accuracy"]
+            d = fa - fb
+            mean, lo, hi = mean_interval(d)
+            p_t = p_w = float("nan")
+            if d.size > 1 and np.ptp(d) > 0:
+                p_t = float(stats.ttest_rel(fa, fb).pvalue)
+            if d.size > 1 and np.any(d != 0):
+                p_w = float(stats.wilcoxon(fa, fb).pvalue)
+            rows.append({"a": a, "b": b, "mean_diff": mean, "ci_low": lo, "ci_high": hi, "p_ttest": p_t,
+                         "p_wilcoxon": p_w, "wins": int((d > 0).sum()), "ties": int((d == 0).sum()),
+                         "losses": int((d < 0).sum())})
+    return rows
 
 
 @dataclass
@@ -122,8 +172,10 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for kind, r in result["kinds"].items():
         fa = r["final_accuracy"]
+        _, lo, hi = mean_interval(fa)
         rows.append({
             "attention": kind, "mean": float(fa.mean()), "std": float(fa.std(ddof=1)) if fa.size > 1 else 0.0,
+            "ci_low": lo, "ci_high": hi,
             "min": float(fa.min()), "ms_per_epoch": 1e3 * float(np.mean(r["time_per_epoch"])),
             "parameters": int(r["parameters"]), "noisiest": float(r["noise_accuracy"][:, -1].mean()),
         })
@@ -133,19 +185,30 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 def summary_table(result: dict[str, Any], title: str = "") -> str:
     """Plain-text table of :func:`summary_rows` (final test accuracy over seeds)."""
     sigma = result["noise_levels"][-1]
-    head = f"{'attention':>18s} {'mean acc':>9s} {'std':>7s} {'min':>7s} {'ms/epoch':>9s} {'params':>7s} {f'acc@noise {sigma:g}':>15s}"
+    head = (f"{'attention':>18s} {'mean acc':>9s} {'std':>7s} {'95% interval':>17s} {'min':>7s} {'ms/epoch':>9s} "
+            f"{'params':>7s} {f'acc@noise {sigma:g}':>15s}")
     lines = [title, head] if title else [head]
     for row in summary_rows(result):
-        lines.append(f"{LABELS[row['attention']]:>18s} {row['mean']:9.4f} {row['std']:7.4f} {row['min']:7.4f} "
+        ci = f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
+        lines.append(f"{label(row['attention']):>18s} {row['mean']:9.4f} {row['std']:7.4f} {ci:>17s} {row['min']:7.4f} "
                      f"{row['ms_per_epoch']:9.2f} {row['parameters']:7d} {row['noisiest']:15.4f}")
+    for name, acc in result.get("baselines", {}).items():
+        lines.append(f"{name + ' (baseline)':>18s} {acc:9.4f}")
     lines.append(f"({len(result['seeds'])} seeds, {result['epochs']} epochs)")
+    pairs = paired_statistics(result) if len(result["seeds"]) > 1 else []
+    if pairs:
+        lines.append("paired differences of final accuracy (A - B) across seeds:")
+        for r in pairs:
+            lines.append(f"  {r['a']:>10s} - {r['b']:<10s} {r['mean_diff']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+                         f"  t-test p={r['p_ttest']:.3g}  Wilcoxon p={r['p_wilcoxon']:.3g}"
+                         f"  W/T/L {r['wins']}/{r['ties']}/{r['losses']}")
     return "\n".join(lines)
 
 
 def _band(ax, values: np.ndarray, kind: str, x: np.ndarray | None = None) -> None:
     x = np.arange(1, values.shape[1] + 1) if x is None else x
     mean, std = values.mean(0), values.std(0)
-    ax.plot(x, mean, color=COLORS[kind], label=LABELS[kind])
+    ax.plot(x, mean, color=COLORS.get(kind), label=label(kind))
     ax.fill_between(x, mean - std, mean + std, color=COLORS[kind], alpha=0.2)
 
 
@@ -165,8 +228,8 @@ def plot_comparison(result: dict[str, Any], path: str | Path, title: str = "", n
     axes[1].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
     parts = axes[2].violinplot([result["kinds"][k]["final_accuracy"] for k in kinds], showmeans=True)
     for body, kind in zip(parts["bodies"], kinds):
-        body.set_facecolor(COLORS[kind])
-    axes[2].set_xticks(range(1, len(kinds) + 1), [LABELS[k].replace(" ", "\n", 1) for k in kinds])
+        body.set_facecolor(COLORS.get(kind, "tab:purple"))
+    axes[2].set_xticks(range(1, len(kinds) + 1), [label(k).replace(" ", "\n", 1) for k in kinds])
     axes[2].set(ylabel="final test accuracy", title=f"final accuracy ({len(result['seeds'])} seeds)")
     axes[3].set(xlabel=noise_label, ylabel="test accuracy", title="robustness to input noise")
     axes[1].legend(fontsize=8)
