@@ -141,8 +141,9 @@ class ExplicitEuler(Stepper):
     ``dt=None`` uses 0.9 times the limit and logs it at INFO level (logger ``continuum_attention.pde.solver``).
 
     Where the operator fuses steps (:attr:`FluxOperator.can_fuse_steps`: features form, constant diagonal
-    metric), n steps run as groups of :meth:`FluxOperator.fused_steps` steps, each group one pass of the
-    multi-step kernel (temporal blocking), then one shorter group for the remainder (a single step runs the
+    metric), n steps run as groups of :meth:`FluxOperator.steps_per_call` steps, each group one pass of the
+    multi-step kernel (temporal blocking), or on a grid that stays in cache one call that loops single passes
+    (:attr:`FluxOperator.in_cache`), then one shorter group for the remainder (a single step runs the
     single-step kernel); otherwise as n single fused steps. The result equals n single steps bitwise.
     Backend "numpy" runs the same groups with the NumPy reference kernels.
     """
@@ -169,7 +170,7 @@ class ExplicitEuler(Stepper):
         op = self.operator
         self._buffers = [np.empty(op.shape3), np.empty(op.shape3)]
         self._scratch = np.empty(op.shape3) if op.cin is not None else None
-        self._group = op.fused_steps() if op.can_fuse_steps else 1
+        self._group = op.steps_per_call() if op.can_fuse_steps else 1
         self._turn = 0
 
     def advance(self, s: np.ndarray, n_steps: int) -> np.ndarray:
