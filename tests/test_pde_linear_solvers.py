@@ -90,7 +90,7 @@ def test_auto_rule_on_both_sides_of_the_node_threshold(monkeypatch):
 
 def test_auto_rule_on_both_sides_of_the_memory_threshold(monkeypatch):
     op = _pde((24, 20))._op
-    estimate = lu_memory_estimate(op)
+    estimate = lu_memory_estimate(op.grid.size, 2)
     monkeypatch.setenv("CONTINUUM_ATTENTION_MEMORY", str(2.01 * estimate))
     assert choose_linear_solver(op)[0] == "direct"
     monkeypatch.setenv("CONTINUUM_ATTENTION_MEMORY", str(1.99 * estimate))
@@ -118,7 +118,7 @@ def test_lu_memory_estimate_bounds_the_factors(domain, shape):
               diag_pivot_thresh=0.0, options={"SymmetricMode": True})
     measured = 24.0 * (lu.L.nnz + lu.U.nnz)
     # the fill model is a fit to these grids' factors: it gives 1.00 (64^2), 1.02 (96 x 80), 1.03 (12^3) of them
-    assert 0.9 * measured < lu_memory_estimate(op) < 1.3 * measured
+    assert 0.9 * measured < lu_memory_estimate(op.grid.size, domain.dim) < 1.3 * measured
 
 
 def test_amg_that_does_not_converge_says_so(monkeypatch):
@@ -131,3 +131,13 @@ def test_bad_linear_solver_names_the_parameter():
     with pytest.raises(ValueError, match=r"linear_solver must be one of \['auto', 'direct', 'amg'\], got "
                                          r"linear_solver='cholmod'"):
         _pde().solve(_h0, 0.01, method="crank-nicolson", linear_solver="cholmod")
+
+
+def test_lu_memory_estimate_checks_its_input():
+    with pytest.raises(ValueError, match="nodes must be an integer >= 1"):
+        lu_memory_estimate(0, 2)
+    with pytest.raises(ValueError, match="dim must be an integer <= 3"):
+        lu_memory_estimate(100, 4)
+    # 2-D grows like N log N, 3-D like N^1.6: 1024^2 is ~2.6 GiB, 128^3 far beyond any budget (~600 GiB)
+    assert 2.0 * 2**30 < lu_memory_estimate(1024**2, 2) < 3.5 * 2**30
+    assert lu_memory_estimate(128**3, 3) > 400 * 2**30

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import expm_multiply, splu
 
-from .._validation import check_memory, memory_budget, option, positive_float
+from .._validation import check_memory, integer, memory_budget, option, positive_float, positive_int
 from .operators import FluxOperator
 
 __all__ = ["Stepper", "ExplicitEuler", "CrankNicolson", "ImplicitEuler", "Exact", "STEPPERS", "BACKENDS",
@@ -188,8 +188,11 @@ class ExplicitEuler(Stepper):
         return s
 
 
-def lu_memory_estimate(operator: FluxOperator) -> float:
+def lu_memory_estimate(nodes: int, dim: int, *, mixed: bool = False) -> float:
     """Estimated bytes of the sparse LU factors of an implicit step's matrix (:class:`LinearSolve`, "direct").
+
+    ``nodes``: grid size N; ``dim``: grid dimension; ``mixed``: mixed (off-diagonal) metric terms present
+    (:attr:`FluxOperator.has_mixed`).
 
     Fill model of the minimum-degree ordering on A + A^T (SuperLU's MMD_AT_PLUS_A), fitted to the factors of
     the 5/7-point operators on periodic grids (nonzeros of L + U per node, N nodes):
@@ -202,16 +205,21 @@ def lu_memory_estimate(operator: FluxOperator) -> float:
     SuperLU's bookkeeping, rounded up from the measured peak). A Box fills less than a Torus: the estimate is
     an upper bound there.
     """
-    n, dim = operator.grid.size, operator.grid.dim
+    n = positive_int(nodes, "nodes")
+    dim = integer(dim, "dim", minimum=1, maximum=3)
     if dim == 1:
         per_node = 8.0
     elif dim == 2:
         per_node = max(10.0, 7.45 * math.log2(max(n, 2)) - 38.0)
     else:
         per_node = 2.1 * n**0.6
-    if operator.has_mixed:
+    if mixed:
         per_node *= 2.0
     return _LU_BYTES_PER_NONZERO * per_node * n
+
+
+def _estimate(operator: FluxOperator) -> float:
+    return lu_memory_estimate(operator.grid.size, operator.grid.dim, mixed=operator.has_mixed)
 
 
 def choose_linear_solver(operator: FluxOperator, requested: str = "auto") -> tuple[str, str]:
@@ -228,7 +236,7 @@ def choose_linear_solver(operator: FluxOperator, requested: str = "auto") -> tup
         return requested, f"linear_solver={requested!r} requested"
     n, dim = operator.grid.size, operator.grid.dim
     limit = AUTO_DIRECT_MAX_NODES[dim]
-    estimate, budget = lu_memory_estimate(operator), memory_budget()
+    estimate, budget = _estimate(operator), memory_budget()
     if n > limit:
         return "amg", f"auto: {n} nodes > {limit} (AUTO_DIRECT_MAX_NODES[{dim}])"
     if estimate > 0.5 * budget:
@@ -274,7 +282,7 @@ class LinearSolve:
         self.rtol = positive_float(rtol, "rtol")
         self.kind, self.reason = choose_linear_solver(operator, linear_solver)
         if self.kind == "direct":
-            check_memory(lu_memory_estimate(operator),
+            check_memory(_estimate(operator),
                          f"the direct (sparse LU) solve of an implicit step on {operator.grid.size} nodes "
                          "(use linear_solver='amg')")
         size = operator.grid.size
