@@ -13,8 +13,10 @@ the cache, warmed by a first child, excluded):
 * explicit: ``solve(method="explicit")`` at 0.9 x the stability limit: the accuracy to reach (its error is
   the space discretisation's, the time error being far smaller);
 * Crank-Nicolson with ``linear_solver="auto"`` (the rule of ``pde.steppers.choose_linear_solver``: AMG-CG for
-  both grids) and, in 2-D, ``"direct"`` (sparse LU, factorised once): the number of steps doubled from
-  ``--start`` until the error is within 1.25 x the explicit one (the time-to-accuracy) or ``--max-steps``;
+  both grids) and, in 2-D, ``"direct"`` (sparse LU, factorised once), at the step counts ``--steps-2d`` (16, 64)
+  or ``--steps-3d`` (8, 16). The time-to-accuracy is that of the first run whose error is within 1.25 x the
+  explicit one; where none is, it is extrapolated from the last two runs (error ~ n^-2, time = set-up + n x
+  per-step cost) and printed as EXTRAPOLATED;
 * ``"direct"`` in 3-D: refused before allocating (the estimate is printed; no child needed).
 
 Printed: wall time, steps, max error against the reference, peak memory (GiB, and GiB per 10^6 nodes), the
@@ -23,8 +25,9 @@ time, and the load average. Targets (issue 10): the factorisation reused (it is:
 memory bounded and stated (the direct solve's is estimated and refused above the budget).
 
 Run: ``python benchmarks/implicit_bench.py [--sizes 1024x1024 128x128x128] [--t 0.01]`` on a quiet machine.
-About 6 minutes on the 2-core VM at the default sizes (most of it the explicit 1024^2 run, ~47000 steps);
-``--sizes 128x128 24x24x24`` is a one-minute smoke run.
+About 15 minutes on the 2-core VM at the default sizes under load 5-7 (the explicit 1024^2 run, 46605 steps,
+about 2 minutes; each AMG Crank-Nicolson step at 1024^2 about 3 s); ``--sizes 128x128 16x16x16`` is a
+half-minute smoke run.
 """
 
 from __future__ import annotations
@@ -138,7 +141,7 @@ def _row(label, r, nodes, load) -> str:
             f"solver {r['linear_solver']}{cg}, load {load}")
 
 
-def bench(shape, t: float, start: int, max_steps: int) -> dict:
+def bench(shape, t: float, steps: list[int]) -> dict:
     from continuum_attention._validation import memory_budget
     from continuum_attention.pde.steppers import AUTO_DIRECT_MAX_NODES, lu_memory_estimate
 
@@ -151,40 +154,53 @@ def bench(shape, t: float, start: int, max_steps: int) -> dict:
     estimate = lu_memory_estimate(nodes, len(shape))
     print(f"  direct LU estimate {estimate / 2**30:.3g} GiB (budget {memory_budget() / 2**30:.3g} GiB); auto's "
           f"direct limit {AUTO_DIRECT_MAX_NODES[len(shape)]} nodes")
-    solvers = ["auto", "direct"]
-    for solver in solvers:
+    for solver in ("auto", "direct"):
         if solver == "direct" and estimate > memory_budget():
             print(f"  {'crank-nicolson direct':34s}: refused before allocating (estimate {estimate / 2**30:.3g} GiB > "
                   f"budget {memory_budget() / 2**30:.3g} GiB)")
             out["implicit"][solver] = {"refused": estimate}
             continue
-        n, found = start, None
         runs = []
-        while n <= max_steps:
+        for n in steps:
             r = run_child(shape, "crank-nicolson", solver, n, t)
             runs.append(r)
             print(_row(f"crank-nicolson {solver}, {n} steps", r, nodes, _load()))
             if "failed" in r:
                 break
-            if r["max_err"] <= MATCH * explicit["max_err"]:
-                found = r
-                break
-            n *= 2
-        out["implicit"][solver] = {"runs": runs, "to_accuracy": found}
-        if found is not None and "failed" not in explicit:
-            print(f"  -> crank-nicolson {solver} reaches the explicit accuracy in {found['wall_s']:.2f} s: "
-                  f"{explicit['wall_s'] / found['wall_s']:.2f}x the explicit speed")
-        else:
-            print(f"  -> crank-nicolson {solver}: explicit accuracy not reached within {max_steps} steps")
+        out["implicit"][solver] = {"runs": runs, **_to_accuracy(runs, explicit, solver)}
     return out
+
+
+def _to_accuracy(runs: list[dict], explicit: dict, solver: str) -> dict:
+    """Time-to-accuracy: the first run within MATCH x the explicit error, else extrapolated from the last two
+    (error ~ n^-2 for Crank-Nicolson; time = set-up + n x per-step cost, both fitted to the two runs)."""
+    ok = [r for r in runs if "failed" not in r]
+    target = MATCH * explicit.get("max_err", math.nan)
+    for r in ok:
+        if r["max_err"] <= target:
+            print(f"  -> crank-nicolson {solver} reaches the explicit accuracy in {r['steps']} steps, {r['wall_s']:.2f} s: "
+                  f"{explicit['wall_s'] / r['wall_s']:.2f}x the explicit speed (measured)")
+            return {"to_accuracy_s": r["wall_s"], "to_accuracy_steps": r["steps"], "extrapolated": False}
+    if len(ok) < 2:
+        print(f"  -> crank-nicolson {solver}: explicit accuracy not reached, too few runs to extrapolate")
+        return {}
+    a, b = ok[-2], ok[-1]
+    per_step = (b["wall_s"] - a["wall_s"]) / (b["steps"] - a["steps"])
+    setup = max(0.0, b["wall_s"] - per_step * b["steps"])
+    n_needed = math.ceil(b["steps"] * math.sqrt(b["max_err"] / target))
+    time_needed = setup + per_step * n_needed
+    print(f"  -> crank-nicolson {solver}: explicit accuracy needs about {n_needed} steps (error ~ n^-2 from the last "
+          f"two runs), about {time_needed:.0f} s (set-up {setup:.1f} s + {per_step:.2f} s a step, fitted): "
+          f"{explicit['wall_s'] / time_needed:.2f}x the explicit speed (EXTRAPOLATED)")
+    return {"to_accuracy_s": time_needed, "to_accuracy_steps": n_needed, "extrapolated": True}
 
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="*", default=["1024x1024", "128x128x128"])
     parser.add_argument("--t", type=float, default=0.01)
-    parser.add_argument("--start", type=int, default=16, help="first Crank-Nicolson step count (then doubled)")
-    parser.add_argument("--max-steps", type=int, default=256)
+    parser.add_argument("--steps-2d", type=int, nargs="*", default=[16, 64], help="Crank-Nicolson step counts, 2-D")
+    parser.add_argument("--steps-3d", type=int, nargs="*", default=[8, 16], help="Crank-Nicolson step counts, 3-D")
     args = parser.parse_args(argv)
     import numba
 
@@ -194,7 +210,8 @@ def main(argv=None) -> list[dict]:
           f"continuum_attention {continuum_attention.__version__}, numba threads {numba.get_num_threads()}, "
           f"load average {_load()}")
     run_child((16, 16), "explicit", t=1e-3)  # warm the Numba cache outside the timings
-    return [bench(tuple(int(v) for v in size.split("x")), args.t, args.start, args.max_steps) for size in args.sizes]
+    shapes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
+    return [bench(shape, args.t, args.steps_3d if len(shape) == 3 else args.steps_2d) for shape in shapes]
 
 
 if __name__ == "__main__":
