@@ -53,6 +53,10 @@ LINEAR_SOLVERS = ("auto", "direct", "amg")  # the implicit methods' linear solve
 AUTO_DIRECT_MAX_NODES = {1: 1 << 62, 2: 512 * 512, 3: 20**3}
 AMG_RTOL = 1e-10  # AMG-CG stops at ||r|| <= AMG_RTOL ||b|| (far below the time-discretisation error of a step)
 AMG_MAXITER = 500
+# BLAS threads inside pyamg (its norms and dot products: level-1 BLAS on long vectors, memory-bound): OpenBLAS's
+# threads made the AMG set-up 4x and each solve 3.4x slower on the loaded 2-core VM (256^2: 3.31 s and 1.19 s
+# against 0.82 s and 0.35 s with one thread), so AMG runs with BLAS_THREADS_AMG BLAS threads.
+BLAS_THREADS_AMG = 1
 # Bytes of a SuperLU factorisation per stored nonzero of L + U: 8 (value) + 4 (row index), times the measured
 # 1.2-1.5 of SuperLU's supernodal bookkeeping (peak RSS growth over 12 nnz: 1.29 at 256^2, 1.20 at 512^2, 1.46 at
 # 20^3, 1.18 at 28^3), rounded up to 24 so that the estimate errs on the large side.
@@ -245,6 +249,18 @@ def choose_linear_solver(operator: FluxOperator, requested: str = "auto") -> tup
     return "direct", f"auto: {n} nodes <= {limit} and LU estimate {estimate / 2**30:.3g} GiB fits the budget"
 
 
+_CONTROLLER = []  # one threadpoolctl controller (finding the loaded BLAS libraries costs milliseconds)
+
+
+def _blas_threads(n: int):
+    """Context limiting the BLAS thread pools to ``n`` threads (threadpoolctl, a dependency)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=n, user_api="blas")
+
+
 class LinearSolve:
     """x = A^-1 b for the implicit step matrix A = I - c L, set up once and reused for every step.
 
@@ -300,7 +316,8 @@ class LinearSolve:
         else:
             import pyamg  # a dependency (setup.cfg); imported here so that importing the package stays light
 
-            self._amg = pyamg.smoothed_aggregation_solver(self.matrix, symmetry="symmetric")
+            with _blas_threads(BLAS_THREADS_AMG):
+                self._amg = pyamg.smoothed_aggregation_solver(self.matrix, symmetry="symmetric")
 
     def __call__(self, b: np.ndarray, x0: np.ndarray | None = None) -> np.ndarray:
         """A^-1 b (``x0``: a starting guess for AMG-CG, e.g. the previous state)."""
@@ -309,8 +326,9 @@ class LinearSolve:
             y = self._lu.solve(rhs)
         else:
             residuals: list[float] = []
-            y, info = self._amg.solve(rhs, x0=None if x0 is None else x0 * self._cin, tol=self.rtol,
-                                      maxiter=AMG_MAXITER, accel="cg", residuals=residuals, return_info=True)
+            with _blas_threads(BLAS_THREADS_AMG):
+                y, info = self._amg.solve(rhs, x0=None if x0 is None else x0 * self._cin, tol=self.rtol,
+                                          maxiter=AMG_MAXITER, accel="cg", residuals=residuals, return_info=True)
             self.iterations.append(max(len(residuals) - 1, 0))
             if info != 0:
                 raise RuntimeError(f"AMG-preconditioned CG did not reach rtol={self.rtol:g} within {AMG_MAXITER} "
