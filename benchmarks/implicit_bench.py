@@ -12,12 +12,14 @@ the cache, warmed by a first child, excluded):
 
 * explicit: ``solve(method="explicit")`` at 0.9 x the stability limit: the accuracy to reach (its error is
   the space discretisation's, the time error being far smaller);
-* Crank-Nicolson with ``linear_solver="auto"`` (the rule of ``pde.steppers.choose_linear_solver``: AMG-CG for
-  both grids) and, in 2-D, ``"direct"`` (sparse LU, factorised once), at the step counts ``--steps-2d`` (16, 64)
+* Crank-Nicolson with ``linear_solver="auto"`` (the rule of ``pde.steppers.choose_linear_solver``: sparse LU,
+  factorised once, at 1024^2; AMG-CG at 128^3) and with the other solver ("amg" at 1024^2; "direct" at 128^3,
+  which is refused), at the step counts ``--steps-2d`` (16, 64)
   or ``--steps-3d`` (8, 16). The time-to-accuracy is that of the first run whose error is within 1.25 x the
   explicit one; where none is, it is extrapolated from the last two runs (error ~ n^-2, time = set-up + n x
   per-step cost) and printed as EXTRAPOLATED;
-* ``"direct"`` in 3-D: refused before allocating (the estimate is printed; no child needed).
+* ``"direct"`` where its estimate exceeds the budget (128^3): refused before allocating (the estimate is printed;
+  no child needed).
 
 Printed: wall time, steps, max error against the reference, peak memory (GiB, and GiB per 10^6 nodes), the
 linear solver chosen and its CG iterations per step, the ratio of each implicit time-to-accuracy to the explicit
@@ -154,7 +156,9 @@ def bench(shape, t: float, steps: list[int]) -> dict:
     estimate = lu_memory_estimate(nodes, len(shape))
     print(f"  direct LU estimate {estimate / 2**30:.3g} GiB (budget {memory_budget() / 2**30:.3g} GiB); auto's "
           f"direct limit {AUTO_DIRECT_MAX_NODES[len(shape)]} nodes")
-    for solver in ("auto", "direct"):
+    auto = "direct" if nodes <= AUTO_DIRECT_MAX_NODES[len(shape)] and estimate <= 0.5 * memory_budget() else "amg"
+    print(f"  auto picks {auto!r}")
+    for solver in ("auto", "amg" if auto == "direct" else "direct"):
         if solver == "direct" and estimate > memory_budget():
             print(f"  {'crank-nicolson direct':34s}: refused before allocating (estimate {estimate / 2**30:.3g} GiB > "
                   f"budget {memory_budget() / 2**30:.3g} GiB)")

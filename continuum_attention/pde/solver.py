@@ -303,7 +303,7 @@ class AttentionLimitPDE:
             The implicit methods' linear solver (:class:`~continuum_attention.pde.steppers.LinearSolve`; other
             methods ignore it): "direct" factorises the step matrix once (sparse LU), "amg" runs
             AMG-preconditioned conjugate gradients on its symmetric (p^2-weighted) form, "auto" picks by
-            :func:`~continuum_attention.pde.steppers.choose_linear_solver` (direct up to 512^2 nodes in 2-D,
+            :func:`~continuum_attention.pde.steppers.choose_linear_solver` (direct up to 1024^2 nodes in 2-D,
             20^3 in 3-D, and while the LU's estimated memory fits half the budget; AMG above). The choice is
             logged (INFO) and stored as ``info["linear_solver"]`` of the solution. A direct solve whose
             estimated memory exceeds the budget (``_validation.memory_budget``) raises ValueError before it

@@ -48,9 +48,11 @@ _LIMIT_SLACK = 1e-12  # a dt computed as the limit elsewhere may exceed it by ro
 LINEAR_SOLVERS = ("auto", "direct", "amg")  # the implicit methods' linear solvers (see LinearSolve)
 # linear_solver="auto" factorises (sparse LU) up to this many nodes per grid dimension and uses AMG-preconditioned
 # CG above (and wherever the LU's estimated memory exceeds half the budget). Measured on the 2-core VM with the
-# ordering below: a 512^2 factorisation takes 3 s and 0.34 GiB, 1024^2 about 4x that; in 3-D the fill grows like
-# N^1.6 (20^3: 0.5 s, 28^3: 3.9 s, 128^3 would need ~600 GB), while an AMG hierarchy costs O(N) in both.
-AUTO_DIRECT_MAX_NODES = {1: 1 << 62, 2: 512 * 512, 3: 20**3}
+# ordering below: a 512^2 factorisation takes 3 s and 0.34 GiB; at 1024^2 Crank-Nicolson (benchmarks/
+# implicit_bench.py, load 8) took 17 s to set up and 0.97 s a step with LU (peak 2.2 GiB) against 33 s and 1.74 s
+# with AMG-CG (0.95 GiB). In 3-D the fill grows like N^1.6 (20^3: 0.5 s, 28^3: 3.9 s, 128^3 would need ~600 GiB),
+# while an AMG hierarchy costs O(N) in both.
+AUTO_DIRECT_MAX_NODES = {1: 1 << 62, 2: 1024 * 1024, 3: 20**3}
 AMG_RTOL = 1e-10  # AMG-CG stops at ||r|| <= AMG_RTOL ||b|| (far below the time-discretisation error of a step)
 AMG_MAXITER = 500
 # BLAS threads inside pyamg (its norms and dot products: level-1 BLAS on long vectors, memory-bound): OpenBLAS's
@@ -230,7 +232,7 @@ def choose_linear_solver(operator: FluxOperator, requested: str = "auto") -> tup
     """``(solver, reason)``: the linear solver an implicit step uses, "direct" or "amg".
 
     Rule for ``requested="auto"``: "direct" (sparse LU, factorised once) when the grid has at most
-    :data:`AUTO_DIRECT_MAX_NODES` ``[dim]`` nodes (1-D: any, 2-D: 512^2, 3-D: 20^3) and
+    :data:`AUTO_DIRECT_MAX_NODES` ``[dim]`` nodes (1-D: any, 2-D: 1024^2, 3-D: 20^3) and
     :func:`lu_memory_estimate` is at most half of :func:`~continuum_attention._validation.memory_budget`;
     "amg" otherwise. An explicit "direct" or "amg" is kept (a direct solve too large for the budget is refused
     later, by :class:`LinearSolve`, with the estimate in the message).
