@@ -35,7 +35,8 @@ Measured:
 
 Run: ``python benchmarks/pypde_bench.py [n ...] [--repeats R]`` (default n = 128 512) with ``py-pde``
 installed (``pip install continuum-attention[bench]``), on a quiet machine: it prints the load average beside
-the figures. Takes about 4 minutes on the 2-core VM (most of it py-pde at 512^2 and compilation).
+the figures. Took 14 minutes on the 2-core VM under load 6 to 8 (py-pde's fresh 512^2 process alone 7 minutes,
+its compilation about 100 s of each fresh run); ``python benchmarks/pypde_bench.py 32`` is a 2-minute smoke run.
 """
 
 from __future__ import annotations
