@@ -368,8 +368,8 @@ class CrankNicolson(_Theta):
     steps far above the explicit limit, rough data (a step function, a point source) would ring and leave
     the maximum principle. Rannacher's start-up damps them: the first :attr:`startup_steps` steps are each
     replaced by two implicit-Euler half steps, (I - dt/2 L) s_new = s, which reuse the Crank-Nicolson
-    matrix's solver (:class:`LinearSolve`: no second factorisation) and damp mode z by (1 + z/2)^-4 per replaced step, while
-    the method stays second order (Rannacher 1984).
+    matrix's solver (:class:`LinearSolve`: no second factorisation) and damp mode z by (1 + z/2)^-4 per
+    replaced step, while the method stays second order (Rannacher 1984).
 
     The start-up costs accuracy on smooth data (its half steps are first order: a relative error of about
     (lambda dt)^2 / 2 per replaced step), so it runs only when the initial state has content that the step
