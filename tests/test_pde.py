@@ -385,7 +385,7 @@ def _fused_cases():
 
 @pytest.mark.parametrize("name, grid, dens, metric", _fused_cases(), ids=[c[0] for c in _fused_cases()])
 def test_fused_steps_equal_single_steps_and_reference(name, grid, dens, metric):
-    from continuum_attention.pde._kernels import advance_numba, repeat_numba, repeat_serial
+    from continuum_attention.pde._kernels import advance_numba, repeat_numba
 
     pde = AttentionLimitPDE(grid, dens, metric=metric)
     op = pde._op
@@ -410,10 +410,8 @@ def test_fused_steps_equal_single_steps_and_reference(name, grid, dens, metric):
             assert np.max(np.abs(out.reshape(op.shape3) - ref)) <= 1e-12 * scale, (name, k, layout)
         # the in-cache kernel (single passes looped inside one call): bitwise the single steps
         out, spare = np.empty(op.shape3), np.empty(op.shape3)
-        for kernel in (repeat_numba, repeat_serial):
-            out, spare = np.empty(op.shape3), np.empty(op.shape3)
-            kernel(u, out, spare, op.coef[0], op.inv_h, op.unit, op.wrap, dt, k)
-            np.testing.assert_array_equal(out, single)
+        repeat_numba(u, out, spare, op.coef[0], op.inv_h, op.unit, op.wrap, dt, k)
+        np.testing.assert_array_equal(out, single)
 
 
 def test_fused_steps_fall_back_where_they_do_not_apply():

@@ -35,8 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["apply_numba", "apply_numpy", "advance_numba", "advance_numpy", "repeat_numba", "repeat_serial",
-           "repeat_numpy"]
+__all__ = ["apply_numba", "apply_numpy", "advance_numba", "advance_numpy", "repeat_numba", "repeat_numpy"]
 
 
 @njit(cache=True, fastmath=False)
@@ -262,25 +261,6 @@ def repeat_numba(u, out, spare, s, inv_h, unit, wrap, dt, steps):
             i = r // n1
             j = r - i * n1
             _nodal_row(cur, cur, s, dst[i, j], i, j, c0, c1, c2, wrap, dt, 1.0)
-        cur = dst
-    return out
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
-def repeat_serial(u, out, spare, s, inv_h, unit, wrap, dt, steps):
-    """:func:`repeat_numba` on one thread, compiled without ``parallel`` (for grids below the solver's
-    PARALLEL_MIN_NODES: no parallel region to enter each step, and a third of the compile time). Same result,
-    bitwise."""
-    n0, n1, n2 = u.shape
-    c0 = inv_h[0] * inv_h[0] * (0.5 * unit[0])
-    c1 = inv_h[1] * inv_h[1] * (0.5 * unit[1])
-    c2 = inv_h[2] * inv_h[2] * (0.5 * unit[2])
-    cur = u
-    for n in range(steps):
-        dst = out if (steps - 1 - n) % 2 == 0 else spare
-        for i in range(n0):
-            for j in range(n1):
-                _nodal_row(cur, cur, s, dst[i, j], i, j, c0, c1, c2, wrap, dt, 1.0)
         cur = dst
     return out
 

@@ -40,7 +40,7 @@ from ..densities import Density
 from ..grid import Grid
 from ..metrics import as_metric
 from ._kernels import (advance_numba, advance_numpy, apply_numba, apply_numpy, nodal_to_faces, repeat_numba,
-                       repeat_numpy, repeat_serial)
+                       repeat_numpy)
 
 __all__ = ["FORMS", "MetricField", "resolve_metric", "FluxOperator", "build_operator"]
 
@@ -388,9 +388,8 @@ class FluxOperator:
             return out
         if steps == 1 and not reference:
             return self.euler_step(s, out, dt)
-        if self.in_cache:  # below PARALLEL_MIN_NODES (one thread anyway) the kernel compiled without parallel
-            kernel = repeat_numba if self.grid.size >= PARALLEL_MIN_NODES else repeat_serial
-            kernel = repeat_numpy if reference else kernel
+        if self.in_cache:
+            kernel = repeat_numpy if reference else repeat_numba
             kernel(s, out, np.empty(self.shape3), self.coef[0], self.inv_h, self.unit, self.wrap, float(dt), steps)
             return out
         kernel = advance_numpy if reference else advance_numba
