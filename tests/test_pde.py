@@ -385,7 +385,7 @@ def _fused_cases():
 
 @pytest.mark.parametrize("name, grid, dens, metric", _fused_cases(), ids=[c[0] for c in _fused_cases()])
 def test_fused_steps_equal_single_steps_and_reference(name, grid, dens, metric):
-    from continuum_attention.pde._kernels import advance_numba
+    from continuum_attention.pde._kernels import advance_numba, repeat_numba
 
     pde = AttentionLimitPDE(grid, dens, metric=metric)
     op = pde._op
@@ -408,6 +408,10 @@ def test_fused_steps_equal_single_steps_and_reference(name, grid, dens, metric):
             out = np.empty(layout)
             advance_numba(u.reshape(layout), out, s.reshape(layout), inv_h, unit, wrap, dt, k, 3)
             assert np.max(np.abs(out.reshape(op.shape3) - ref)) <= 1e-12 * scale, (name, k, layout)
+        # the in-cache kernel (single passes looped inside one call): bitwise the single steps
+        out, spare = np.empty(op.shape3), np.empty(op.shape3)
+        repeat_numba(u, out, spare, op.coef[0], op.inv_h, op.unit, op.wrap, dt, k)
+        np.testing.assert_array_equal(out, single)
 
 
 def test_fused_steps_fall_back_where_they_do_not_apply():
@@ -426,20 +430,29 @@ def test_fused_steps_fall_back_where_they_do_not_apply():
             op.euler_steps(u, np.empty(op.shape3), 1e-4, 3, reference=True)
 
 
+@pytest.mark.parametrize("in_cache", [False, True], ids=["fused", "in-cache"])
 @pytest.mark.parametrize("domain", [Torus([1.0, 0.7]), Box([0.0, 0.0], [1.0, 0.7])], ids=["torus", "box"])
-def test_explicit_solve_uses_fused_steps_and_keeps_snapshot_times(domain, monkeypatch):
+def test_explicit_solve_uses_fused_steps_and_keeps_snapshot_times(domain, in_cache, monkeypatch):
+    from continuum_attention.pde import operators
+
+    if not in_cache:  # pretend the grid outgrows the cache: temporal blocking, groups of fused_steps()
+        monkeypatch.setattr(operators, "IN_CACHE_BYTES", 0)
     grid = Grid(domain, (16, 12))
     dens = cosine(domain, 0.4, (1, 1)) if isinstance(domain, Torus) else gaussian((0.5, 0.3), 0.3, domain)
     pde = AttentionLimitPDE(grid, dens)
     op = pde._op
+    assert op.in_cache == in_cache
     calls = []
     fused = type(op).euler_steps
     monkeypatch.setattr(type(op), "euler_steps", lambda self, *a, **k: calls.append(a[3]) or fused(self, *a, **k))
     sol = pde.solve(_h0_2d, 0.004, method="explicit", n_snapshots=3)
-    group = op.fused_steps()
+    group = op.steps_per_call()
     n_sub = sol.n_steps // 2
-    assert n_sub % group not in (0, 1)  # a remainder group is exercised (shorter than a full group)
-    assert calls == ([group] * (n_sub // group) + [n_sub % group]) * 2
+    if in_cache:  # every snapshot interval in one call
+        assert group == operators.IN_CACHE_STEPS_PER_CALL > n_sub > 1 and calls == [n_sub] * 2
+    else:
+        assert group == op.fused_steps() and n_sub % group not in (0, 1)  # a remainder group is exercised
+        assert calls == ([group] * (n_sub // group) + [n_sub % group]) * 2
     # same snapshots as the single-step loop
     u = np.ascontiguousarray(pde._as_grid_array(_h0_2d, "H0")).reshape(op.shape3)
     expected = [u]

@@ -127,7 +127,7 @@ def test_steps_are_shortened_to_fill_each_snapshot_interval():
 def test_implicit_steppers_factorise_once_per_solve(method, monkeypatch):
     calls = []
     real = steppers.splu
-    monkeypatch.setattr(steppers, "splu", lambda A: calls.append(A.shape) or real(A))
+    monkeypatch.setattr(steppers, "splu", lambda A, **kw: calls.append(A.shape) or real(A, **kw))
     pde = AttentionLimitPDE(Grid(CIRCLE, 32), COSINE)
     sol = pde.solve(_h0, 0.01, method=method, dt=1e-4, n_snapshots=5)
     assert sol.n_steps == 100 and calls == [(32, 32)]

@@ -22,7 +22,9 @@ flux enters two nodes with opposite signs, so sum_n (D u)[n] = 0 up to round-off
 relies on.
 
 :func:`advance_numba` / :func:`advance_numpy` advance several explicit Euler steps of nodal mode at once
-(temporal blocking; the NumPy reference is repeated :func:`apply_numpy`).
+(temporal blocking; the NumPy reference is repeated :func:`apply_numpy`). :func:`repeat_numba` /
+:func:`repeat_numpy` run several single-pass steps of nodal mode in one call (no temporal blocking: for grids
+whose arrays stay in cache, where a call per step costs more than the pass over memory saves).
 
 Kernels assume valid input (C-contiguous float64, matching shapes, ``out`` not aliasing ``u`` or ``y``);
 the public layer (:mod:`continuum_attention.pde.operators`) validates once.
@@ -33,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["apply_numba", "apply_numpy", "advance_numba", "advance_numpy"]
+__all__ = ["apply_numba", "apply_numpy", "advance_numba", "advance_numpy", "repeat_numba", "repeat_numpy"]
 
 
 @njit(cache=True, fastmath=False)
@@ -238,6 +240,31 @@ def apply_numba(u, y, out, coef, mixed, cout, inv_h, tp, tm, unit, wrap, alpha, 
     return out
 
 
+@njit(parallel=True, cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+def repeat_numba(u, out, spare, s, inv_h, unit, wrap, dt, steps):
+    """``steps`` explicit Euler steps of nodal mode, each one pass of the single-step row update, in one call.
+
+    out = E^steps u with E u = u + dt D u / s (as :func:`advance_numba`), computed exactly as ``steps`` calls
+    of :func:`apply_numba` (y = u, alpha = dt, beta = 1; the same row function, so bitwise equal), but without
+    returning to Python between steps: step n writes ``(out, spare)[(steps - 1 - n) % 2]``, so the last one
+    lands in ``out``. Layout (n0, n1, n2) as :func:`apply_numba`; ``out`` and ``spare`` must not alias ``u``
+    or each other.
+    """
+    n0, n1, n2 = u.shape
+    c0 = inv_h[0] * inv_h[0] * (0.5 * unit[0])
+    c1 = inv_h[1] * inv_h[1] * (0.5 * unit[1])
+    c2 = inv_h[2] * inv_h[2] * (0.5 * unit[2])
+    cur = u
+    for n in range(steps):
+        dst = out if (steps - 1 - n) % 2 == 0 else spare
+        for r in prange(n0 * n1):
+            i = r // n1
+            j = r - i * n1
+            _nodal_row(cur, cur, s, dst[i, j], i, j, c0, c1, c2, wrap, dt, 1.0)
+        cur = dst
+    return out
+
+
 @njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
 def _plane_step(dst, uc, up, dn, sc, su, sd, cu0, cd0, c1, c2, wrap, dt):
     # One Euler step of plane q (dst = uc + dt D u / s, u of the previous level): uc/up/dn are the planes q,
@@ -324,6 +351,11 @@ def advance_numpy(u, out, s, inv_h, unit, wrap, dt, steps, nblocks=1):
         cur = apply_numpy(cur, cur, np.empty_like(cur), coef, mixed, None, inv_h, tp, tm, unit, wrap, dt, 1.0, False)
     out[...] = cur
     return out
+
+
+def repeat_numpy(u, out, spare, s, inv_h, unit, wrap, dt, steps):
+    """NumPy reference of :func:`repeat_numba`: ``steps`` calls of :func:`apply_numpy` (nodal mode)."""
+    return advance_numpy(u, out, s, inv_h, unit, wrap, dt, steps)
 
 
 def nodal_to_faces(s: np.ndarray, unit: np.ndarray, wrap: float) -> np.ndarray:

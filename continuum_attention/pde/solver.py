@@ -21,7 +21,7 @@ from ..grid import Grid
 from ..metrics import as_metric
 from ..trackers import ProgressBar, SnapshotRecorder, TrackerGroup
 from .operators import FORMS, FluxOperator, build_operator, resolve_metric
-from .steppers import BACKENDS, EXACT_MAX_NODES, STEPPERS, Stepper, stepper_class
+from .steppers import BACKENDS, EXACT_MAX_NODES, LINEAR_SOLVERS, STEPPERS, LinearSolve, Stepper, stepper_class
 
 __all__ = ["AttentionLimitPDE", "PDESolution", "METHODS", "BACKENDS", "EXACT_MAX_NODES", "MAX_STEPS"]
 
@@ -236,8 +236,10 @@ class AttentionLimitPDE:
         return np.ascontiguousarray(u)
 
     # -- time stepping ---------------------------------------------------------------------------------
-    def _stepper(self, method: str) -> Stepper:
-        return stepper_class(method)(self._op, backend=self.backend)
+    def _stepper(self, method: str, linear_solver: str = "auto") -> Stepper:
+        # "auto" is every stepper's default: not passed, so a registered stepper need not know the keyword
+        options = {} if linear_solver == "auto" else {"linear_solver": linear_solver}
+        return stepper_class(method)(self._op, backend=self.backend, **options)
 
     def default_dt(self, method: str) -> float:
         """Default step: the time error of the resolved modes stays below their O(h^2) space error.
@@ -268,6 +270,7 @@ class AttentionLimitPDE:
         progress: bool | None = None,
         trackers=None,
         max_steps: int = MAX_STEPS,
+        linear_solver: str = "auto",
     ) -> PDESolution:
         """Integrate from t = 0 to ``t_final``, storing ``n_snapshots`` equally spaced snapshots (ends included).
 
@@ -281,8 +284,8 @@ class AttentionLimitPDE:
             :class:`~continuum_attention.pde.steppers.ExplicitEuler`). ``dt=None`` uses 0.9 x
             :meth:`max_stable_dt` and logs it at INFO level (logger ``continuum_attention.pde.solver``); a ``dt``
             above the limit raises ValueError. "crank-nicolson" (2nd order) / "implicit-euler" (1st order,
-            positivity-preserving): sparse matrix assembled once, LU-factorised once (splu) and reused for every
-            step; ``dt=None`` uses :meth:`default_dt`. "exact": expm_multiply, for grids up to EXACT_MAX_NODES
+            positivity-preserving): sparse matrix assembled once, its linear solver set up once (see
+            ``linear_solver``) and reused for every step; ``dt=None`` uses :meth:`default_dt`. "exact": expm_multiply, for grids up to EXACT_MAX_NODES
             nodes (``dt`` unused). Steps are shortened so that every snapshot interval holds a whole number of them.
         n_snapshots : int >= 2
             The snapshots of the returned solution (a :class:`~continuum_attention.trackers.SnapshotRecorder`).
@@ -296,8 +299,18 @@ class AttentionLimitPDE:
             ``solver=self`` (:meth:`invariant`); the solver advances straight from one visited step to the next.
         max_steps : int
             Refuse, before starting, a solve of more time steps than this (default :data:`MAX_STEPS`, 10^8).
+        linear_solver : {"auto", "direct", "amg"}
+            The implicit methods' linear solver (:class:`~continuum_attention.pde.steppers.LinearSolve`; other
+            methods ignore it): "direct" factorises the step matrix once (sparse LU), "amg" runs
+            AMG-preconditioned conjugate gradients on its symmetric (p^2-weighted) form, "auto" picks by
+            :func:`~continuum_attention.pde.steppers.choose_linear_solver` (direct up to 1024^2 nodes in 2-D,
+            20^3 in 3-D, and while the LU's estimated memory fits half the budget; AMG above). The choice is
+            logged (INFO) and stored as ``info["linear_solver"]`` of the solution. A direct solve whose
+            estimated memory exceeds the budget (``_validation.memory_budget``) raises ValueError before it
+            allocates.
         """
-        stepper = self._stepper(method)
+        linear_solver = option(linear_solver, "linear_solver", LINEAR_SOLVERS)
+        stepper = self._stepper(method, linear_solver)
         t_final = positive_float(t_final, "t_final")
         n_snapshots = integer(n_snapshots, "n_snapshots", minimum=2)
         if dt is not None:
@@ -324,8 +337,12 @@ class AttentionLimitPDE:
         with self._op.threads(), group.running(self._from_state(s0.reshape(self.grid.shape)), 0.0, self, info):
             for n, s in stepper.trajectory(s0, visits, time):
                 group.handle(self._from_state(np.reshape(s, self.grid.shape)), time(n), n)
+        provenance = self._provenance(H0)
+        chosen = getattr(stepper, "solve", None)
+        if isinstance(chosen, LinearSolve):
+            provenance["linear_solver"] = chosen.kind
         return PDESolution(np.array(recorder.times), recorder.values, self.grid, self.form, method,
-                           reported_dt, reported_steps, self._provenance(H0))
+                           reported_dt, reported_steps, provenance)
 
     def _provenance(self, H0) -> dict:
         """What a stored solution needs to be rerun: density, metric, initial condition, backend.
