@@ -37,6 +37,7 @@ Kernels assume validated, C-contiguous float64 input (the operator validates at 
 from __future__ import annotations
 
 import math
+import mmap
 
 import numpy as np
 from numba import literally, njit, prange, types
@@ -653,6 +654,23 @@ def probe_counts(Z, rows, box, periodic, r2):  # pragma: no cover - compiled
     return out
 
 
+_MMAP_MIN_BYTES = 1 << 26
+
+
+def fresh_array(n: int, dtype) -> np.ndarray:
+    """An uninitialised array of n items; from 64 MiB on, backed by its own anonymous mmap (4 KiB pages).
+
+    NumPy asks for transparent huge pages on large arrays; where the kernel must compact memory to find them,
+    the first touch of the CSR arrays took 3.6-3.9 s per 1.2 GB here (system time), against 0.6-1.4 s with
+    plain pages (measured in fresh processes). The pages go back with the array.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(n) * dtype.itemsize
+    if nbytes < _MMAP_MIN_BYTES:
+        return np.empty(n, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype)
+
+
 def cell_neighbours(Z: np.ndarray, box, r: float, check=None):
     """All pairs with |z_i - z_j| <= r (minimum image on a periodic ``box``), with the points in cell order.
 
@@ -701,8 +719,8 @@ def cell_neighbours(Z: np.ndarray, box, r: float, check=None):
     nnz = int(indptr[-1])
     if check is not None:
         check(nnz)  # before the O(nnz) arrays are allocated
-    indices = np.empty(nnz, np.int32 if n < 2**31 - 1 else np.int64)
-    dist2 = np.empty(nnz)
+    indices = fresh_array(nnz, np.int32 if n < 2**31 - 1 else np.int64)
+    dist2 = fresh_array(nnz, np.float64)
     _cell_fill(Zs, start, lo3, width3, ncell3, box3, periodic3, r * r, indptr, indices, dist2)
     return order, indptr, indices, dist2
 
