@@ -33,8 +33,8 @@ def _reference_S(metric, x, eps, domain=None):
 
 def test_fast_exp_matches_numpy():
     t = np.concatenate([np.linspace(-699.9, 0.0, 20001), [-700.5, -800.0, -1e300]])
-    buf, scratch = t.copy(), np.empty_like(t)
-    _kernels._weights(buf, scratch, t.size)
+    buf = t.copy()
+    _kernels._weights(buf, t.size)
     expected = np.where(t > _kernels._CLAMP, np.exp(t), 0.0)
     np.testing.assert_allclose(buf, expected, rtol=1e-15, atol=0)
 

@@ -104,8 +104,8 @@ def _exponents(family, A, BT, M, use_M, period, c, a, b0, b1, ra, s, D, buf):
 
 
 # exp by Cody-Waite range reduction t = k ln2 + r, |r| <= ln2/2, a degree-12 Taylor polynomial (truncation
-# error < 2e-16 relative) and 2^k assembled from bits. Written as three branch-free loops over a tile so that
-# LLVM vectorises them: libm's exp is a scalar call (~10 ns here), this is ~1 ns per weight.
+# error < 2e-16 relative) and 2^k assembled from bits, branch-free, so that LLVM vectorises the loops that call
+# it: libm's exp is a scalar call (~10 ns here), this is ~1 ns per weight.
 _MAGIC = 6755399441055744.0  # 1.5 * 2^52: adding it rounds to an integer held in the low mantissa bits
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.693147180369123816490  # few significant bits: k * _LN2_HI is exact
@@ -113,24 +113,42 @@ _LN2_LO = 1.90821492927058770002e-10
 _INV_FACT = tuple(1.0 / math.factorial(i) for i in range(13))
 
 
+@intrinsic
+def _bits_as_float(typingctx, x):
+    """The float64 whose bits are the int64 x (a free register move, unlike a view through memory)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _float_as_bits(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+    return types.int64(types.float64), codegen
+
+
 @njit(cache=True, inline="always")
-def _weights(buf, kbuf, n):
-    """buf[b] <- exp(buf[b]) for buf[b] > _CLAMP, else 0 (kbuf: float64 scratch of the same length)."""
-    kint = kbuf.view(np.int64)
+def fast_exp(x):
+    """exp(x) for x > _CLAMP, else 0 (3.1e-16 relative against np.exp); NaN gives 0 (the final select).
+
+    2^k is assembled by a bit cast in registers (not a view through memory), so a loop calling it vectorises.
+    """
+    t = min(max(x, _CLAMP), -_CLAMP)
+    y = t * _LOG2E + _MAGIC
+    k = y - _MAGIC
+    r = (t - k * _LN2_HI) - k * _LN2_LO
+    p = _INV_FACT[12]
+    for i in range(11, -1, -1):
+        p = p * r + _INV_FACT[i]
+    return p * _bits_as_float(_float_as_bits(y + 1023.0) << 52) if x > _CLAMP else 0.0
+
+
+@njit(cache=True, inline="always")
+def _weights(buf, n):
+    """buf[b] <- exp(buf[b]) for buf[b] > _CLAMP, else 0: ``fast_exp`` over a tile (the loop vectorises)."""
     for b in range(n):
-        t = min(max(buf[b], _CLAMP), -_CLAMP)
-        y = t * _LOG2E + _MAGIC
-        k = y - _MAGIC
-        r = (t - k * _LN2_HI) - k * _LN2_LO
-        p = _INV_FACT[12]
-        for i in range(11, -1, -1):
-            p = p * r + _INV_FACT[i]
-        kbuf[b] = y + 1023.0  # low mantissa bits now hold the biased exponent k + 1023
-        buf[b] = p if buf[b] > _CLAMP else 0.0
-    for b in range(n):
-        kint[b] = kint[b] << 52  # the bits of the float 2^k
-    for b in range(n):
-        buf[b] *= kbuf[b]
+        buf[b] = fast_exp(buf[b])
 
 
 @njit(cache=True)
@@ -146,12 +164,12 @@ def _tiled_sum(family, A, BT, M, use_M, period, c, r, s, V):  # pragma: no cover
     out = np.zeros((na, m))
     nchunk, size = _chunks(na)
     for chunk in prange(nchunk):
-        buf, kbuf, D = np.empty(_TILE), np.empty(_TILE), np.empty((d, _TILE))
+        buf, D = np.empty(_TILE), np.empty((d, _TILE))
         for a in range(chunk * size, min(na, (chunk + 1) * size)):
             for b0 in range(0, nb, _TILE):
                 n = min(_TILE, nb - b0)
                 _exponents(family, A, BT, M, use_M, period, c, a, b0, b0 + n, r[a], s, D, buf)
-                _weights(buf, kbuf, n)
+                _weights(buf, n)
                 for j in range(m):
                     acc = 0.0
                     for b in range(n):
@@ -166,7 +184,7 @@ def _tiled_lse(family, A, BT, M, use_M, period, c, s):  # pragma: no cover - com
     out = np.empty(na)
     nchunk, size = _chunks(na)
     for chunk in prange(nchunk):
-        buf, kbuf, D = np.empty(_TILE), np.empty(_TILE), np.empty((d, _TILE))
+        buf, D = np.empty(_TILE), np.empty((d, _TILE))
         for a in range(chunk * size, min(na, (chunk + 1) * size)):
             top, acc = -np.inf, 0.0
             for b0 in range(0, nb, _TILE):
@@ -180,7 +198,7 @@ def _tiled_lse(family, A, BT, M, use_M, period, c, s):  # pragma: no cover - com
                     top = tile_top
                 for b in range(n):
                     buf[b] -= top
-                _weights(buf, kbuf, n)
+                _weights(buf, n)
                 for b in range(n):
                     acc += buf[b]
             out[a] = top + math.log(acc)
@@ -193,12 +211,12 @@ def _tiled_displacement(family, A, BT, M, use_M, period, X, xperiod, c, r, s):  
     out = np.zeros((na, dx + 1))
     nchunk, size = _chunks(na)
     for chunk in prange(nchunk):
-        buf, kbuf, D = np.empty(_TILE), np.empty(_TILE), np.empty((d, _TILE))
+        buf, D = np.empty(_TILE), np.empty((d, _TILE))
         for a in range(chunk * size, min(na, (chunk + 1) * size)):
             for b0 in range(0, nb, _TILE):
                 n = min(_TILE, nb - b0)
                 _exponents(family, A, BT, M, use_M, period, c, a, b0, b0 + n, r[a], s, D, buf)
-                _weights(buf, kbuf, n)
+                _weights(buf, n)
                 for k in range(dx):
                     acc = 0.0
                     for b in range(n):
@@ -221,37 +239,6 @@ def _tiled_displacement(family, A, BT, M, use_M, period, X, xperiod, c, r, s):  
 # Columns are padded to a multiple of 8 with s = +inf, whose weight is exactly 0.
 LANES = 8
 LANE_MAX_DIM = 8  # above this, the unrolled coordinate loops stop paying: the tiled kernels take over
-
-
-@intrinsic
-def _bits_as_float(typingctx, x):
-    """The float64 whose bits are the int64 x (a free register move, unlike a view through memory)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-    return types.float64(types.int64), codegen
-
-
-@intrinsic
-def _float_as_bits(typingctx, x):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int64))
-    return types.int64(types.float64), codegen
-
-
-@njit(cache=True, inline="always")
-def fast_exp(x):
-    """exp(x) for x > _CLAMP, else 0: the Cody-Waite/Taylor routine of ``_weights`` on one value, branch-free.
-
-    2^k is assembled by a bit cast in registers, so a loop calling it vectorises; NaN gives 0 (the select).
-    """
-    t = min(max(x, _CLAMP), -_CLAMP)
-    y = t * _LOG2E + _MAGIC
-    k = y - _MAGIC
-    r = (t - k * _LN2_HI) - k * _LN2_LO
-    p = _INV_FACT[12]
-    for i in range(11, -1, -1):
-        p = p * r + _INV_FACT[i]
-    return p * _bits_as_float(_float_as_bits(y + 1023.0) << 52) if x > _CLAMP else 0.0
 
 
 @njit(cache=True, inline="always")
