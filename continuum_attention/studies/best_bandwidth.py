@@ -12,10 +12,13 @@ Constants matter. The balance is only visible once the bias is linear in eps nea
 0.95 at eps = 2e-3 on the circle, 0.85 at 4e-3 on the 2-torus, 0.7-0.8 at 1e-2 on the 3-torus). With a local
 slope beta the balance predicts the exponent -1/(2 beta + 1 + d/2) instead; this "effective" exponent is
 reported beside the asymptotic one. The d = 1 checks use the asymptotic exponent with tolerance 0.08.
-d = 2 and 3 would need N >~ 1e6-1e7 to reach the linear-bias regime: there the eps* exponent is checked
-against the effective exponent (tolerance 0.05; over several seed sets it lay within 0.02), and the
-asymptotic exponent and the error(eps*) exponent are reported without a pass/fail claim (in d = 3 the error
-exponent, about -0.17 to -0.20, is shallower than both predictions; not explained yet).
+In d = 2 and 3 the eps* exponent is checked against the effective exponent (tolerance 0.05; over several seed
+sets it lay within 0.02). The asymptotic exponents need the larger N of the full sweep (N up to 1.024e6): there
+both the eps* and the error(eps*) exponents are checks against -1/(3 + d/2) with tolerance 0.05. Measured in
+``reproduce --full`` on 2026-12-02 (seed 0; 8 seed sets in d = 2, 6 in d = 3): d = 2, eps* exponent -0.259
+and error exponent -0.221 against -0.25; d = 3, -0.247 and -0.201 against -0.222 (local bias slopes at eps*
+0.91 and 0.87). The error exponents stay the shallower ones (0.03 and 0.02 above the prediction). The quick
+sweep (N <= 64000) only reports them: its error exponent in d = 3 was -0.17 to -0.20.
 The seed-to-seed spread of the RMS error is largest in d = 1 (about 17% per seed: the error is a random field
 with correlation length ~ sqrt(eps), so a circle holds only a few dozen independent stretches of it), hence
 more seeds there.
@@ -111,7 +114,8 @@ def _figure(cases, out) -> Figure:
 @register(NAME, "Best bandwidth: eps*(N) and error(eps*) exponents against -1/(3 + d/2), d = 1, 2, 3", order=30)
 def run(quick: bool = True, seed: int = 0) -> StudyResult:
     """d = 1: eps* and error(eps*) exponents within 0.08 of -2/7. d = 2, 3: eps* exponent within 0.05 of the
-    effective exponent -1/(2 beta + 1 + d/2) (beta the measured local bias slope); asymptotic values reported."""
+    effective exponent -1/(2 beta + 1 + d/2) (beta the measured local bias slope); the asymptotic exponents
+    -1/(3 + d/2) are checks within 0.05 in the full sweep and reported values in the quick one."""
     cases = [circle_case(), torus2_case(), torus3_case()]
     out = []
     for case in cases:
@@ -133,9 +137,13 @@ def run(quick: bool = True, seed: int = 0) -> StudyResult:
             checks += [
                 Check.within(NAME, f"d={d}: exponent of eps*(N) vs effective -1/(2 beta+1+d/2), beta={o['beta']:.2f}",
                              o["exponent_eps"][0], o["effective"], tol),
-                Check.report(NAME, f"d={d}: exponent of eps*(N) vs asymptotic -1/(3+d/2)", o["exponent_eps"][0], th),
-                Check.report(NAME, f"d={d}: exponent of error(eps*) vs asymptotic -1/(3+d/2)", o["exponent_error"][0], th),
             ]
+            # the full sweep (N up to 1.024e6) reaches the regime where the asymptotic exponents hold within 0.05
+            # (measured 2026-12-02: see the module docstring); the quick sweep (N <= 64000) does not, so it reports
+            asymptotic = (lambda q, v: Check.report(NAME, q, v, th)) if quick else \
+                (lambda q, v: Check.within(NAME, q, v, th, tol))
+            checks += [asymptotic(f"d={d}: exponent of eps*(N) vs asymptotic -1/(3+d/2)", o["exponent_eps"][0]),
+                       asymptotic(f"d={d}: exponent of error(eps*) vs asymptotic -1/(3+d/2)", o["exponent_error"][0])]
         checks.append(Check.equal(NAME, f"d={d}: every argmin inside the eps grid", float(o["interior"]), 1.0))
         arrays[f"d{d}"] = {
             "N_values": res.N_values, "eps_values": res.eps_values, "seeds": res.seeds, "errors": res.errors,
