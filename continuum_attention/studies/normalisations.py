@@ -128,7 +128,9 @@ def continuum(case: Case, eps_values, nodes: int = 4096, tol: float = 1e-13) -> 
 def _sizes(quick: bool) -> dict:
     if quick:
         return dict(N=8000, eps=[1e-3, 2e-3, 4e-3], seeds=4, eps_inf=np.geomspace(1e-4, 1e-2, 9))
-    return dict(N=16000, eps=[5e-4, 1e-3, 2e-3, 4e-3, 8e-3], seeds=6, eps_inf=np.geomspace(1e-4, 1e-2, 17))
+    # not 8e-3: there attention's O(eps) bias has moved its drift to c_hat = 1.23, closer to 1 than to its limit 2
+    # (reproduce --full, 2026-12-02), so "the own limit is the closest" stops being a test of the limit
+    return dict(N=16000, eps=[5e-4, 1e-3, 2e-3, 4e-3], seeds=6, eps_inf=np.geomspace(1e-4, 1e-2, 17))
 
 
 def _figure(sizes, fin, inf) -> Figure:
