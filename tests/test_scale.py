@@ -148,3 +148,18 @@ def test_csr_scale_matches_its_reference():
     kdata = np.exp(-ours[2])
     np.testing.assert_allclose(_kernels.csr_scale(ours[0], ours[1], kdata, r, s),
                                _kernels.csr_scale_ref(ours[0], ours[1], kdata, r, s), rtol=1e-15)
+
+
+def test_truncated_products_fall_back_to_the_stored_S_for_extreme_shifts():
+    """Factors e^-r, e^-s in [1e-100, 1e100] are applied to the vectors; beyond, S is formed pair by pair.
+    Shifting s by 300 (e^-s ~ 5e-131, outside) must scale the product by exactly e^-300, both ways round."""
+    x = D.uniform(Torus([1.0, 1.0])).sample(3000, 8)
+    op = AttentionOperator(x, 2e-4, domain=Torus([1.0, 1.0]), truncate=True)
+    r, s = op._ensure_shifts()
+    engine = op._engine
+    assert engine._factors(r, s) is not None and engine._factors(r, s + 300.0) is None
+    V = np.random.default_rng(9).normal(size=(3000, 2))
+    for transpose in (False, True):
+        factorised = engine.weighted_sum(r, s, V, transpose=transpose)
+        stored = engine.weighted_sum(r, s + 300.0, V, transpose=transpose) * np.exp(300.0)
+        np.testing.assert_allclose(stored, factorised, rtol=0, atol=5e-15 * np.abs(factorised).max())  # 9.3e-16
