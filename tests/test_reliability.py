@@ -310,14 +310,12 @@ initial = "cos(2*pi*x) + 0.3*sin(4*pi*x)"
 [study]
 quantity = "consistency"
 N = [2000, 4000, 8000]
-eps = [1e-3, 1.5e-3, 2e-3, 3e-3, 4e-3, 6e-3]
+eps = [1e-3, 3e-3]
 seeds = 3
 
 [output]
 dir = "OUT"
 """
-# 18 cells: with the lane kernels a cell takes milliseconds, and under load the parent may wake only after
-# 6 cells are written; 18 keep the interruption mid-sweep
 
 
 def _cells(path):
@@ -335,18 +333,21 @@ def test_an_interrupted_study_resumes_to_the_same_bits(tmp_path, sig):
         (d / "s.toml").write_text(STUDY.replace("OUT", str(d)))
     assert _cli(["study", str(ref_dir / "s.toml")]).returncode == 0
     reference = _cells(ref_dir / "results" / "s.h5")
-    assert len(reference) == 18
+    assert len(reference) == 6
 
     cells = run_dir / "results" / "s.h5"
+    # a shell without job control starts background jobs with SIGINT ignored, and the child would inherit that
+    # (Python then installs no KeyboardInterrupt handler): give the child the default disposition
     proc = subprocess.Popen([sys.executable, "-m", "continuum_attention.cli", "study", str(run_dir / "s.toml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not cells.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)  # interrupt as soon as the first cell is on disk, mid-sweep
     proc.send_signal(getattr(signal, sig))
     out, err = proc.communicate(timeout=120)
     done = _cells(cells)
-    assert 1 <= len(done) < 18, "the interruption came too late to test anything"
+    assert 1 <= len(done) < 6, "the interruption came too late to test anything"
     assert all(reference[k] == v for k, v in done.items())  # what was written is final and readable
     if sig == "SIGINT":
         assert proc.returncode == 130 and err.count("\n") == 1 and "run the same command again" in err
