@@ -27,6 +27,7 @@ log-sum-exp pass, after which every weight is <= 1 as well.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -96,10 +97,22 @@ class _Geometry:
     period: np.ndarray
     symmetric: bool
 
+    @functools.cached_property
+    def rows_t(self) -> np.ndarray:
+        return np.ascontiguousarray(self.rows.T)
+
+    @functools.cached_property
+    def cols_t(self) -> np.ndarray:
+        return np.ascontiguousarray(self.cols.T)
+
     def args(self, transpose: bool = False) -> tuple:
-        """Kernel arguments (family, A, B^T, M, use_M, period); transpose swaps the roles of rows and cols."""
-        A, B = (self.cols, self.rows) if transpose else (self.rows, self.cols)
-        return self.family, A, np.ascontiguousarray(B.T), self.M, self.use_M, self.period
+        """Kernel arguments (family, A, B^T, M, use_M, period); transpose swaps the roles of rows and cols.
+
+        B^T is made once per geometry (cached), not once per product: the torch backend keeps it on the device.
+        """
+        if transpose:
+            return self.family, self.cols, self.rows_t, self.M, self.use_M, self.period
+        return self.family, self.rows, self.cols_t, self.M, self.use_M, self.period
 
 
 def _geometry(metric: _metrics.PseudoMetric, x: np.ndarray, domain: Domain) -> _Geometry:
