@@ -99,6 +99,10 @@ class Domain:
         if not per.any():
             return x
         lo, L = self.lower, self.lengths
+        if x.size and np.all(lo[per] == 0.0):  # points already in [0, L) map to themselves, bit for bit
+            xp = x if per.all() else x[..., per]
+            if xp.min() >= 0.0 and np.all(xp.max(axis=tuple(range(xp.ndim - 1))) < L[per]):
+                return x
         r = np.mod(x - lo, np.where(per, L, 1.0))
         r = np.where(r >= L, r - L, r)  # mod of a tiny negative number rounds up to exactly L
         return np.where(per, lo + r, x)

@@ -288,3 +288,17 @@ def test_wrap_stays_inside_the_torus():
     from continuum_attention import Torus
 
     assert Torus(1.0).wrap(np.array([[-1e-17]]))[0, 0] == 0.0
+
+
+def test_wrap_leaves_points_inside_the_cell_bit_for_bit_and_wraps_the_edge():
+    from continuum_attention import Torus
+
+    torus = Torus([1.0, 2.0])
+    x = np.random.default_rng(0).random((1000, 2)) * [1.0, 2.0]
+    assert torus.wrap(x) is x or np.array_equal(torus.wrap(x), x)  # the pass is skipped: the same numbers
+    edge = x.copy()
+    edge[7] = [1.0, 2.0]  # exactly L is outside [0, L): it must wrap to 0 (the whole array takes the mod)
+    wrapped = torus.wrap(edge)
+    assert wrapped[7].tolist() == [0.0, 0.0]
+    np.testing.assert_array_equal(np.delete(wrapped, 7, axis=0), np.delete(x, 7, axis=0))
+    assert torus.wrap(np.array([[1.25, -0.5]])).tolist() == [[0.25, 1.5]]

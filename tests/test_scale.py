@@ -142,6 +142,60 @@ def test_the_cell_grid_declines_where_it_does_not_apply():
     assert _kernels.cell_neighbours(Z[:, :2], np.array([1.0, 1.0]), 0.4) is None  # < 3 cells on a torus axis
 
 
+@pytest.mark.parametrize("m, periodic", [(1, True), (2, True), (3, True), (1, False), (2, False), (3, False)])
+def test_cell_rows_match_their_brute_force_reference(m, periodic):
+    """Rows of the truncated kernel from the grid of cells against every pair's distance (one row block)."""
+    rng = np.random.default_rng(10 + m)
+    box = np.array([1.0, 2.0, 1.5][:m]) if periodic else None
+    Z = rng.random((3000, m)) * (1.0 if box is None else box)
+    Z[:10] = Z[0]  # duplicates: zero distances are kept
+    rows = np.concatenate([[0, 2999], rng.integers(0, 3000, 40)])
+    s = 0.1 * rng.random(3000)
+    V = rng.standard_normal((3000, 2))
+    for r in (0.05, 0.3):
+        ours = _kernels.cell_rows_sum(Z, box, r, rows, 40.0 / (2 * r * r), s, V)
+        ref = _kernels.cell_rows_sum_ref(Z, box, r, rows, 40.0 / (2 * r * r), s, V)
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=4e-15 * np.abs(ref).max())  # reaches 4.8e-16 relative
+
+
+def test_cell_rows_decline_a_torus_axis_too_short_for_the_cutoff():
+    # cells of side >= r / 3 reach ceil(r / side) cells each side; a periodic axis needs 2 reach + 1 of them,
+    # which holds up to r = 3/7 L: 0.42 is inside (7 cells, reach 3), 0.43 outside (6 cells, reach 3)
+    Z = np.random.default_rng(0).random((500, 2))
+    args = (np.arange(5), 10.0, np.zeros(500), np.ones((500, 1)))
+    assert _kernels.cell_rows_sum(Z, np.array([1.0, 1.0]), 0.42, *args) is not None
+    assert _kernels.cell_rows_sum(Z, np.array([1.0, 1.0]), 0.43, *args) is None
+    assert _kernels.cell_rows_sum(Z, None, 0.43, *args) is not None  # no period: no wrap to collide
+    assert _kernels.cell_rows_sum(np.zeros((500, 4)), None, 0.1, *args) is None  # four axes: no grid
+
+
+def test_truncated_apply_rows_never_builds_the_csr_and_gives_its_rows():
+    rng = np.random.default_rng(4)
+    x = rng.random((4000, 2))
+    H = rng.normal(size=(4000, 2))
+    rows = np.array([3, 0, 3999, 1234])
+    op = AttentionOperator(x, 2e-4, domain=Torus([1.0, 1.0]), truncate=True)
+    before = op.apply_rows(rows, H)
+    assert not op._engine.built  # O(N + rows x neighbours): no CSR of all rows
+    np.testing.assert_allclose(before, op.apply(H)[rows], rtol=0, atol=3e-15)  # the same kernel: reaches 3.3e-16
+    assert op._engine.built
+    np.testing.assert_array_equal(op.apply_rows(rows, H), before)  # whatever was computed before
+    exact = AttentionOperator(x, 2e-4, domain=Torus([1.0, 1.0]), truncate=False).apply_rows(rows, H)
+    # the dropped mass is bounded by tolerance = 1e-12 relative; at this cutoff it reaches 1.9e-16
+    np.testing.assert_allclose(before, exact, rtol=0, atol=2e-15)
+
+
+def test_truncated_apply_rows_falls_back_to_the_exact_rows_for_a_wide_cutoff():
+    rng = np.random.default_rng(5)
+    x = rng.random((500, 2))
+    H = rng.normal(size=500)
+    op = AttentionOperator(x, 5e-3, domain=Torus([1.0, 1.0]), truncate=True)  # cutoff 0.48 > 3/7 of the side
+    assert op.cutoff > 3 / 7
+    exact = AttentionOperator(x, 5e-3, domain=Torus([1.0, 1.0]), truncate=False, dense_budget=0)
+    np.testing.assert_array_equal(op.apply_rows(np.arange(7), H), exact.apply_rows(np.arange(7), H))
+    assert not op._engine.built
+
+
 def test_csr_scale_matches_its_reference():
     ours = _kernels.cell_neighbours(np.random.default_rng(1).random((500, 2)), np.array([1.0, 1.0]), 0.1)[1:]
     r, s = np.random.default_rng(2).normal(size=(2, 500))

@@ -658,6 +658,68 @@ def fresh_array(n: int, dtype) -> np.ndarray:
     return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype)
 
 
+@njit(cache=True)
+def _counting_order(cells, ncells):  # pragma: no cover - compiled
+    """The stable sort of points by cell (a counting sort, O(N + cells)) and each cell's first position."""
+    start = np.zeros(ncells + 1, np.int64)
+    for i in range(cells.size):
+        start[cells[i] + 1] += 1
+    for q in range(ncells):
+        start[q + 1] += start[q]
+    fill = start[:-1].copy()
+    order = np.empty(cells.size, np.int64)
+    for i in range(cells.size):
+        q = cells[i]
+        order[fill[q]] = i
+        fill[q] += 1
+    return order, start
+
+
+class CellGrid:
+    """Points (N, m <= 3) binned into cells of side >= ``width_min``, three axes always (the given ones last).
+
+    ``Z3`` are the padded coordinates (wrapped into [0, L) on a periodic box) in the points' own order; the
+    points in cell order are ``Z3[order]``, and the points of cell q are positions start[q]:start[q + 1] of
+    that order. A padded axis has one cell and zero coordinates, which add exact zeros to every distance.
+    """
+
+    def __init__(self, Z: np.ndarray, box, width_min: float):
+        n, m = Z.shape
+        self.periodic_box = box is not None
+        if self.periodic_box:
+            lo, hi = np.zeros(m), np.asarray(box, dtype=np.float64)
+            if n and not (Z.min() >= 0.0 and np.all(Z.max(axis=0) < hi)):  # (a wrapped torus needs no pass)
+                Z = np.mod(Z, hi)
+                Z = np.where(Z >= hi, 0.0, Z)
+        else:
+            lo, hi = Z.min(axis=0), Z.max(axis=0)
+        extent = np.maximum(hi - lo, 1e-300)
+        # at most ~N cells in all (empty space costs memory, not time); a tiny width cannot overflow the count
+        ncell = np.maximum(1, np.floor(np.minimum(extent / width_min, 2.0**40))).astype(np.int64)
+        while np.prod(ncell.astype(float)) > max(4.0 * n, 64.0):
+            ncell = np.maximum(1, ncell // 2)
+        pad = MAX_CELL_DIM - m
+        self.Z3 = fresh_array(n * MAX_CELL_DIM, np.float64).reshape(n, MAX_CELL_DIM)
+        self.Z3[:, :pad] = 0.0
+        self.Z3[:, pad:] = Z
+        self.lo, self.width, self.box = np.zeros(3), np.ones(3), np.ones(3)
+        self.lo[pad:], self.width[pad:], self.box[pad:] = lo, extent / ncell, hi if self.periodic_box else 1.0
+        self.ncell = np.ones(3, np.int64)
+        self.ncell[pad:] = ncell
+        self.periodic = np.zeros(3, np.bool_)
+        self.periodic[pad:] = self.periodic_box
+        cells = _cell_index(self.Z3, self.lo, self.width, self.ncell, self.periodic_box)
+        self.order, self.start = _counting_order(cells, int(np.prod(self.ncell)))
+
+    def reach(self, r: float) -> np.ndarray | None:
+        """Cells to search each side, per axis, for every point within r; None where a periodic axis is too short
+        (fewer than 2 reach + 1 cells: a cell and its wrapped neighbours would coincide)."""
+        reach = np.where(self.ncell > 1, np.ceil(r / self.width), 0).astype(np.int64)
+        if np.any(self.periodic & (self.ncell < 2 * reach + 1)):
+            return None
+        return reach
+
+
 def cell_neighbours(Z: np.ndarray, box, r: float, check=None):
     """All pairs with |z_i - z_j| <= r (minimum image on a periodic ``box``), with the points in cell order.
 
@@ -670,46 +732,172 @@ def cell_neighbours(Z: np.ndarray, box, r: float, check=None):
     n, m = Z.shape
     if m > MAX_CELL_DIM or r <= 0:
         return None
-    periodic = box is not None
-    if periodic:
-        lo, hi = np.zeros(m), np.asarray(box, dtype=np.float64)
-        Z = np.mod(Z, hi)
-        Z = np.where(Z >= hi, 0.0, Z)
-    else:
-        lo, hi = Z.min(axis=0), Z.max(axis=0)
-    extent = np.maximum(hi - lo, 1e-300)
-    # cells of side >= r, at most ~N cells in all (empty space costs memory, not time)
-    ncell = np.maximum(1, np.floor(np.minimum(extent / r, 2.0**40))).astype(np.int64)  # tiny r: no overflow
-    while np.prod(ncell.astype(float)) > max(4.0 * n, 64.0):
-        ncell = np.maximum(1, ncell // 2)
-    if periodic and np.any(ncell < 3):
+    grid = CellGrid(Z, box, r)
+    if grid.periodic_box and np.any(grid.ncell[MAX_CELL_DIM - m:] < 3):
         return None
-    width = extent / ncell
-    # three axes always, the given ones last (the last axis is the contiguous one); a padded axis has one cell
-    # and zero coordinates, which add exact zeros to every distance
-    pad = MAX_CELL_DIM - m
-    Z3 = np.zeros((n, MAX_CELL_DIM))
-    Z3[:, pad:] = Z
-    lo3, width3, box3 = np.zeros(3), np.ones(3), np.ones(3)
-    lo3[pad:], width3[pad:], box3[pad:] = lo, width, hi if periodic else 1.0
-    ncell3 = np.ones(3, np.int64)
-    ncell3[pad:] = ncell
-    periodic3 = np.zeros(3, np.bool_)
-    periodic3[pad:] = periodic
-    cells = _cell_index(Z3, lo3, width3, ncell3, periodic)
-    order = np.argsort(cells, kind="stable").astype(np.int64)
-    start = np.searchsorted(cells[order], np.arange(int(np.prod(ncell)) + 1)).astype(np.int64)
-    Zs = np.ascontiguousarray(Z3[order])
+    order = grid.order
+    Zs = np.ascontiguousarray(grid.Z3[order])
+    args = (grid.start, grid.lo, grid.width, grid.ncell, grid.box, grid.periodic, r * r)
     indptr = np.zeros(n + 1, np.int64)
-    _cell_count(Zs, start, lo3, width3, ncell3, box3, periodic3, r * r, indptr[1:])
+    _cell_count(Zs, *args, indptr[1:])
     np.cumsum(indptr, out=indptr)
     nnz = int(indptr[-1])
     if check is not None:
         check(nnz)  # before the O(nnz) arrays are allocated
     indices = fresh_array(nnz, np.int32 if n < 2**31 - 1 else np.int64)
     dist2 = fresh_array(nnz, np.float64)
-    _cell_fill(Zs, start, lo3, width3, ncell3, box3, periodic3, r * r, indptr, indices, dist2)
+    _cell_fill(Zs, *args, indptr, indices, dist2)
     return order, indptr, indices, dist2
+
+
+# ---------------------------------------------------------- kernel rows at a few points, on a grid of cells
+# The layer's output at M rows of N points costs O(N) for the binning plus O(M x neighbours): each row visits
+# only the cells that can hold points within r (cells of side r / ROWS_REFINE, reach ROWS_REFINE cells each
+# side, minus the cells whose nearest corner is farther than r), in runs along the last axis.
+ROWS_REFINE = 3
+
+
+@njit(cache=True)
+def _reach_ranges(z, lo, width, ncell, box, periodic, start, reach, r2, ranges):
+    """Candidate ranges (p0, p1, shift0, shift1, shift2) of z: every point within sqrt(r2) lies in one of them."""
+    n0, n1, n2 = ncell[0], ncell[1], ncell[2]
+    c0 = min(max(int((z[0] - lo[0]) / width[0]), 0), n0 - 1)
+    c1 = min(max(int((z[1] - lo[1]) / width[1]), 0), n1 - 1)
+    c2 = min(max(int((z[2] - lo[2]) / width[2]), 0), n2 - 1)
+    count = 0
+    for o0 in range(-reach[0], reach[0] + 1):
+        q0, s0, ok0 = _wrapped(c0 + o0, n0, box[0], periodic[0])
+        if not ok0:
+            continue
+        g0 = max(abs(o0) - 1, 0) * width[0]  # the cell's nearest distance to z along this axis, at least
+        for o1 in range(-reach[1], reach[1] + 1):
+            q1, s1, ok1 = _wrapped(c1 + o1, n1, box[1], periodic[1])
+            if not ok1:
+                continue
+            g1 = max(abs(o1) - 1, 0) * width[1]
+            rest = r2 - g0 * g0 - g1 * g1
+            if rest < 0.0:
+                continue
+            r2cells = min(reach[2], int(math.sqrt(rest) / width[2]) + 1)
+            base = (q0 * n1 + q1) * n2
+            first, last = c2 - r2cells, c2 + r2cells
+            a, b = max(first, 0), min(last, n2 - 1)
+            ranges[count, 0], ranges[count, 1] = start[base + a], start[base + b + 1]
+            ranges[count, 2], ranges[count, 3], ranges[count, 4] = s0, s1, 0.0
+            count += 1
+            if periodic[2] and first < 0:  # the cells past the lower end: the top ones, one period down
+                ranges[count, 0], ranges[count, 1] = start[base + n2 + first], start[base + n2]
+                ranges[count, 2], ranges[count, 3], ranges[count, 4] = s0, s1, box[2]
+                count += 1
+            if periodic[2] and last > n2 - 1:
+                ranges[count, 0], ranges[count, 1] = start[base], start[base + last - n2 + 1]
+                ranges[count, 2], ranges[count, 3], ranges[count, 4] = s0, s1, -box[2]
+                count += 1
+    return count
+
+
+@njit(cache=True, inline="always")
+def _masked_weight(ZT, p, z0, z1, z2, r2, c, s):
+    """exp(-c |z - z_p|^2 - s_p) within sqrt(r2), else exactly 0 (a select: the lane loop stays vectorised);
+    z is the query with the range's shifts added, as scalars (loads through an array would not be hoisted)."""
+    d = z0 - ZT[0, p]
+    d2 = d * d
+    d = z1 - ZT[1, p]
+    d2 += d * d
+    d = z2 - ZT[2, p]
+    d2 += d * d
+    return fast_exp(-c * d2 - s[p]) * (d2 <= r2)
+
+
+@njit(parallel=True, cache=True)
+def _in_cell_order(Z3, V, s, order, ZT, VT, sp):  # pragma: no cover - compiled
+    """Coordinates (3, N), values with a row of ones and zero padding (width, N) and s, in cell order."""
+    n, k = V.shape
+    for p in prange(n):
+        i = order[p]
+        for a in range(3):
+            ZT[a, p] = Z3[i, a]
+        for col in range(k):
+            VT[col, p] = V[i, col]
+        VT[k, p] = 1.0
+        for col in range(k + 1, VT.shape[0]):
+            VT[col, p] = 0.0
+        sp[p] = s[i]
+
+
+@njit(cache=True)
+def _all_ranges(Q, lo, width, ncell, box, periodic, start, reach, r2):  # pragma: no cover - compiled
+    """The candidate ranges of every query, (nq, max ranges, 5), and how many each has."""
+    nranges = (2 * reach[0] + 1) * (2 * reach[1] + 1) * 3
+    ranges = np.empty((Q.shape[0], nranges, 5))
+    counts = np.empty(Q.shape[0], np.int64)
+    for t in range(Q.shape[0]):
+        counts[t] = _reach_ranges(Q[t], lo, width, ncell, box, periodic, start, reach, r2, ranges[t])
+    return ranges, counts
+
+
+@njit(parallel=True, cache=True)
+def _cell_rows_sum(ZT, Q, ranges, counts, r2, c, s, VT, m):  # pragma: no cover - compiled
+    """Rows of the truncated kernel over precomputed candidate ranges (the row loop holds no call and no
+    allocation but its accumulators: with either, LLVM leaves the lane loop scalar, 7x slower here)."""
+    nq = Q.shape[0]
+    out = np.zeros((nq, m))
+    for t in prange(nq):
+        acc = np.zeros((m, LANES))
+        for u in range(counts[t]):
+            # provably >= 0 (unsigned): a signed index takes Numba's negative-index wraparound, a select per
+            # lane, and the loads become gathers
+            p0, p1 = max(int(ranges[t, u, 0]), 0), max(int(ranges[t, u, 1]), 0)
+            # (z + shift) - z_p: rounded once more than (z - z_p) + shift, ~1e-16 of the period
+            z0, z1, z2 = Q[t, 0] + ranges[t, u, 2], Q[t, 1] + ranges[t, u, 3], Q[t, 2] + ranges[t, u, 4]
+            nblocks = (p1 - p0) // LANES
+            for blk in range(nblocks):
+                b = np.uint64(p0 + blk * LANES)
+                for j in range(LANES):
+                    q = b + np.uint64(j)
+                    w = _masked_weight(ZT, q, z0, z1, z2, r2, c, s)
+                    for col in range(m):
+                        acc[col, j] += w * VT[col, q]
+            for p in range(p0 + nblocks * LANES, p1):
+                w = _masked_weight(ZT, np.uint64(p), z0, z1, z2, r2, c, s)
+                for col in range(m):
+                    acc[col, 0] += w * VT[col, np.uint64(p)]
+        for col in range(m):
+            total = 0.0
+            for j in range(LANES):
+                total += acc[col, j]
+            out[t, col] = total
+    return out
+
+
+@njit(cache=True)
+def _cell_rows_sum_literal(ZT, Q, ranges, counts, r2, c, s, VT, m):
+    return _cell_rows_sum(ZT, Q, ranges, counts, r2, c, s, VT, literally(m))
+
+
+def cell_rows_sum(Z: np.ndarray, box, r: float, rows: np.ndarray, c: float, s: np.ndarray, V: np.ndarray):
+    """out[t, :k] = sum_{j : |z_i - z_j| <= r} exp(-c |z_i - z_j|^2 - s_j) V[j], out[t, k] = the same sum of 1,
+    for i = rows[t] (minimum image on a periodic ``box``): the rows of the truncated kernel, O(N + M k).
+
+    None where the grid of cells does not apply (m > 3, a value width k + 1 above LANE_MAX_DIM, or a periodic
+    axis shorter than 2 r + one cell). Each row's sum runs in a fixed order (by cell, then position, in lanes).
+    """
+    n, m = Z.shape
+    if m > MAX_CELL_DIM or r <= 0 or V.shape[1] + 1 > LANE_MAX_DIM:
+        return None
+    grid = CellGrid(Z, box, r / ROWS_REFINE)
+    reach = grid.reach(r)
+    if reach is None:
+        return None
+    width = _lane_width(V.shape[1] + 1)
+    # fresh pages of their own (``fresh_array``): first touch of huge pages costs more than the work here
+    ZT, VT, sp = (fresh_array(a * n, np.float64).reshape(a, n) for a in (3, width, 1))
+    _in_cell_order(grid.Z3, np.ascontiguousarray(V), np.ascontiguousarray(s), grid.order, ZT, VT, sp[0])
+    sp = sp[0]
+    Q = np.ascontiguousarray(grid.Z3[rows])
+    ranges, counts = _all_ranges(Q, grid.lo, grid.width, grid.ncell, grid.box, grid.periodic, grid.start, reach, r * r)
+    out = _cell_rows_sum_literal(ZT, Q, ranges, counts, r * r, float(c), sp, VT, width)
+    return out[:, : V.shape[1] + 1]  # rows k + 1 on of VT are zero padding
 
 
 @njit(parallel=True, cache=True)
@@ -815,6 +1003,23 @@ def kernel_displacement_ref(family, A, BT, M, use_M, period, X, xperiod, c, r, s
     return out
 
 
+@np.errstate(over="ignore")
+def cell_rows_sum_ref(Z: np.ndarray, box, r: float, rows: np.ndarray, c: float, s: np.ndarray, V: np.ndarray):
+    """The reference of :func:`cell_rows_sum`: every pair's distance, in row blocks (O(M N))."""
+    if box is not None:
+        Z = np.mod(Z, box)
+        Z = np.where(Z >= box, 0.0, Z)
+    out = np.empty((rows.size, V.shape[1] + 1))
+    for block in row_blocks(rows.size, Z.shape[0]):
+        D = Z[rows[block], None, :] - Z[None, :, :]
+        if box is not None:
+            D = D - box * np.rint(D * (1.0 / np.asarray(box)))
+        d2 = np.sum(D * D, axis=-1)
+        W = np.where(d2 <= r * r, np.exp(-c * d2 - s[None, :]), 0.0)
+        out[block, :-1], out[block, -1] = W @ V, W.sum(axis=1)
+    return out
+
+
 def csr_matmul_ref(indptr, indices, data, V) -> np.ndarray:
     from scipy import sparse
 
@@ -831,6 +1036,7 @@ def dense_tmatmul_ref(S, V) -> np.ndarray:
 
 
 NUMBA = {"sum": kernel_sum, "lse": kernel_lse, "displacement": kernel_displacement, "csr": csr_matmul,
-         "dense": dense_matmul, "dense_t": dense_tmatmul, "csr_scale": csr_scale}
+         "dense": dense_matmul, "dense_t": dense_tmatmul, "csr_scale": csr_scale, "cell_rows": cell_rows_sum}
 NUMPY = {"sum": kernel_sum_ref, "lse": kernel_lse_ref, "displacement": kernel_displacement_ref,
-         "csr": csr_matmul_ref, "dense": dense_matmul_ref, "dense_t": dense_tmatmul_ref, "csr_scale": csr_scale_ref}
+         "csr": csr_matmul_ref, "dense": dense_matmul_ref, "dense_t": dense_tmatmul_ref, "csr_scale": csr_scale_ref,
+         "cell_rows": cell_rows_sum_ref}

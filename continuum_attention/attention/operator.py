@@ -147,6 +147,14 @@ def _tree(z: np.ndarray, box):
     return cKDTree(z, boxsize=box)
 
 
+def _exact_rows(geom: _Geometry, k: dict, c: float, idx: np.ndarray, s: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of diag(1/row sums) K diag(e^-s) V for a metric, O(len(idx) N): the self-term makes every
+    row sum >= e^-s_i > 0, so the unshifted sums are safe."""
+    sub = dataclasses.replace(geom, rows=np.ascontiguousarray(geom.rows[idx]))
+    W = k["sum"](*sub.args(), c, np.zeros(idx.size), s, np.hstack([V, np.ones((V.shape[0], 1))]))
+    return W[:, :-1] / W[:, -1:]
+
+
 # ------------------------------------------------------------------------------------------- engines
 class _DenseEngine:
     """Matrix-free: every pass recomputes f from the points (memory O(N k))."""
@@ -171,10 +179,9 @@ class _DenseEngine:
 
     def rows_normalised_sum(self, idx, s, V) -> np.ndarray:
         """Rows ``idx`` of diag(1/row sums) K diag(e^-s) V, computing only those rows (O(len(idx) N))."""
+        if self.is_metric:
+            return _exact_rows(self.geom, self.k, self.c, idx, s, V)
         sub = dataclasses.replace(self.geom, rows=np.ascontiguousarray(self.geom.rows[idx]))
-        if self.is_metric:  # self-term: every row sum >= e^-s_i > 0, so unshifted sums are safe
-            W = self.k["sum"](*sub.args(), self.c, np.zeros(idx.size), s, np.hstack([V, np.ones((V.shape[0], 1))]))
-            return W[:, :-1] / W[:, -1:]
         r = self.k["lse"](*sub.args(), self.c, s)
         return self.k["sum"](*sub.args(), self.c, r, s, V)
 
@@ -237,6 +244,9 @@ class _SparseEngine:
     each call permutes its vectors in and out (O(N)). The tree path (search spaces of more than three
     dimensions) keeps the points' own order (perm = None).
 
+    The CSR is built on the first product over all rows (``rows_normalised_sum`` works from a grid of cells
+    instead, see :meth:`AttentionOperator.apply_rows`).
+
     Memory: int32 (or int64 beyond 2^31 points) column indices and the kernel values, 12 bytes per stored pair;
     S itself (8 more) only for displacements, dense() and extreme shifts; K^T (walkers) is K for a symmetric
     score and built on first use otherwise.
@@ -247,9 +257,34 @@ class _SparseEngine:
 
     def __init__(self, metric, geom: _Geometry, c: float, kernels: dict, x, domain, cutoff: float):
         self.geom, self.c, self.k, self.n = geom, c, kernels, x.shape[0]
-        self.x, self.domain = x, domain
-        self.perm, self.indptr, self.indices, self.kdata = self._build(metric, cutoff)
-        self._sdata = self._transpose = self._key = self._inverse = None
+        self.x, self.domain, self.metric, self.cutoff = x, domain, metric, cutoff
+        self._csr = self._sdata = self._transpose = self._key = None
+
+    # --- the CSR, built on the first product that needs all rows (rows_normalised_sum does not)
+    @property
+    def built(self) -> bool:
+        return self._csr is not None
+
+    def _stored(self) -> tuple:
+        if self._csr is None:
+            self._csr = self._build(self.metric, self.cutoff)
+        return self._csr
+
+    @property
+    def perm(self):
+        return self._stored()[0]
+
+    @property
+    def indptr(self) -> np.ndarray:
+        return self._stored()[1]
+
+    @property
+    def indices(self) -> np.ndarray:
+        return self._stored()[2]
+
+    @property
+    def kdata(self) -> np.ndarray:
+        return self._stored()[3]
 
     # --- the internal (cell) order
     def _inward(self, v: np.ndarray) -> np.ndarray:
@@ -383,12 +418,21 @@ class _SparseEngine:
         return self._outward(np.log(self.k["csr"](self.indptr, self.indices, self.kdata, es)[:, 0]))
 
     def rows_normalised_sum(self, idx, s, V) -> np.ndarray:
-        """Rows ``idx`` of diag(1/row sums) K diag(e^-s) V from the stored CSR rows."""
-        if self.perm is not None and self._inverse is None:
-            self._inverse = np.argsort(self.perm)
-        inside = idx if self.perm is None else self._inverse[idx]
-        block = self._matrix(self.kdata * np.exp(-self._inward(s)[self.indices]))[inside]
-        return (block @ self._inward(V)) / np.asarray(block.sum(axis=1))
+        """Rows ``idx`` of diag(1/row sums) K diag(e^-s) V, without the CSR of all N rows.
+
+        Where the search space is the metric's own (``exact``), of at most three dimensions, and a grid of cells
+        holds the cutoff ball: the truncated rows themselves, O(N) binning plus O(len(idx) x neighbours)
+        (``_kernels.cell_rows_sum``). Otherwise the exact rows, O(len(idx) N), which differ from the truncated
+        ones by at most ``tolerance`` relative. The choice never depends on what was computed before.
+        """
+        space = self.metric.search_space(self.x, self.domain, self.cutoff)
+        if space.exact and "cell_rows" in self.k:
+            box = None if space.box is None else np.asarray(space.box, dtype=np.float64)
+            W = self.k["cell_rows"](np.ascontiguousarray(space.coords, dtype=np.float64), box, space.radius, idx,
+                                    self.c, s, V)
+            if W is not None:
+                return W[:, :-1] / W[:, -1:]
+        return _exact_rows(self.geom, self.k, self.c, idx, s, V)
 
     def displacement(self, r, s) -> np.ndarray:
         data, rows, x = self._scaled(r, s), self._rows(), self._inward(self.x)
@@ -656,7 +700,14 @@ class AttentionOperator:
         With row normalisation in matrix-free mode this costs O(len(rows) N) (the columns still run over all
         N points, so the values equal ``apply(H)[rows]`` to rounding): pointwise errors at a few evaluation
         points of a large sample. Alpha and Sinkhorn normalisations first need their column potentials,
-        one O(N^2) pass (plus the Sinkhorn iterations) on the first call; truncated mode slices its CSR rows.
+        one O(N^2) pass (plus the Sinkhorn iterations) on the first call.
+
+        Truncated mode never builds the CSR of all N rows for this: where the metric's search space is its
+        own (Euclidean on a Torus, Box or R^d, Mahalanobis off a torus, Learned features) in at most three
+        dimensions, and the cutoff ball fits a grid of cells (on a Torus, cutoff below about L/2), it bins the
+        points in O(N) and visits only the cells near each row: O(N + len(rows) x neighbours), the rows of
+        the truncated kernel (equal to ``apply(H)[rows]`` to rounding). Otherwise it computes the exact
+        rows, O(len(rows) N), which differ from the truncated ones by at most ``tolerance`` relative mass.
         """
         if isinstance(rows, (str, bytes)) or rows is None:
             raise TypeError(f"rows must be a 1-D array of integers, got rows={describe(rows)}")
@@ -700,6 +751,9 @@ class AttentionOperator:
         return self._engine.dense(*self._ensure_shifts())
 
     def __repr__(self) -> str:
-        mode = f"truncated, nnz={self.nnz}" if self.truncated else "matrix-free"
+        if self.truncated:  # the CSR is built on the first product over all rows; a repr does not build it
+            mode = f"truncated, nnz={self.nnz}" if self._engine.built else "truncated, CSR not built yet"
+        else:
+            mode = self.plan
         return (f"AttentionOperator(N={self.n}, eps={self.eps:g}, metric={self.metric!r}, domain={self.domain!r}, "
                 f"normalization={self.normalization!r}, backend={self.backend!r}, {mode})")
