@@ -269,6 +269,16 @@ def _lane_score(family, A, BT, M, use_M, wrap, period, iperiod, a, b, d):
     return q
 
 
+@njit(cache=True, inline="always")
+def _reduce_lanes(acc, out, a):
+    """out[a, col] = the sum of the LANES partial sums of acc[col], in a fixed order (inlined in the kernels)."""
+    for col in range(acc.shape[0]):
+        total = 0.0
+        for j in range(LANES):
+            total += acc[col, j]
+        out[a, col] = total
+
+
 @njit(parallel=True, cache=True)
 def _lane_sum(family, A, BT, M, use_M, wrap, period, iperiod, c, r, s, VT, d, m):  # pragma: no cover - compiled
     na, nblocks = A.shape[0], BT.shape[1] // LANES
@@ -282,11 +292,7 @@ def _lane_sum(family, A, BT, M, use_M, wrap, period, iperiod, c, r, s, VT, d, m)
                              - ra - s[b + j])
                 for col in range(m):
                     acc[col, j] += w * VT[col, b + j]
-        for col in range(m):
-            total = 0.0
-            for j in range(LANES):
-                total += acc[col, j]
-            out[a, col] = total
+        _reduce_lanes(acc, out, a)
     return out
 
 
@@ -339,11 +345,7 @@ def _lane_displacement(family, A, BT, M, use_M, wrap, period, iperiod, XT, xwrap
                 for k in range(dx):
                     acc[k, j] += w * _lane_diff(XT[k, b + j], XT[k, a], xwrap, xperiod[k], ixperiod[k])
                 acc[dx, j] += w
-        for k in range(dx + 1):
-            total = 0.0
-            for j in range(LANES):
-                total += acc[k, j]
-            out[a, k] = total
+        _reduce_lanes(acc, out, a)
     return out
 
 
@@ -862,11 +864,7 @@ def _cell_rows_sum(ZT, Q, ranges, counts, r2, c, s, VT, m):  # pragma: no cover 
                 w = _masked_weight(ZT, np.uint64(p), z0, z1, z2, r2, c, s)
                 for col in range(m):
                     acc[col, 0] += w * VT[col, np.uint64(p)]
-        for col in range(m):
-            total = 0.0
-            for j in range(LANES):
-                total += acc[col, j]
-            out[t, col] = total
+        _reduce_lanes(acc, out, t)
     return out
 
 
