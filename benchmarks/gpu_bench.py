@@ -3,9 +3,11 @@
 Run on a machine with a CUDA device: ``python benchmarks/gpu_bench.py [N ...]`` (default N = 10^5 and 10^6),
 d = 2 on the unit torus, eps = 1e-3, float32 and float64. Measured in the same run:
 
-* the package: ``AttentionOperator(x, eps, domain=Torus([1, 1]), backend="torch", device="cuda",
-  dtype=..., truncate=False, dense_budget=0).apply(H)`` after one warm-up application (points resident);
-* a naive baseline: row blocks of ``torch.cdist`` (minimum image by hand) + ``softmax`` + ``matmul``.
+* the package's fused path: ``AttentionOperator(x, eps, domain=Torus([1, 1]), backend="torch", device="cuda",
+  dtype=..., truncate=False, dense_budget=0).apply(H)`` after one warm-up application (points resident), which
+  on CUDA runs the Triton kernel of ``attention/_triton.py`` (``op``'s kernels report ``fused="triton"``);
+* the package's blocked torch path: the same with ``CONTINUUM_ATTENTION_FUSED=0`` (row blocks of torch ops);
+* a naive baseline: row blocks of differences (minimum image by hand) + ``softmax`` + ``matmul``.
 
 Each figure is the best of 3, synchronised (``torch.cuda.synchronize``). Target: the N = 10^6 float32 layer in
 under 0.5 s on an H200. Without CUDA the script says so and exits with status 1: the figures are then "not
@@ -14,6 +16,7 @@ measured".
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -57,14 +60,17 @@ def main() -> int:
         x = np.random.default_rng(0).random((n, 2))
         H = np.cos(2 * np.pi * x[:, 0])
         for dtype in ("float32", "float64"):
-            op = AttentionOperator(x, eps, domain=Torus([1, 1]), backend="torch", device="cuda", dtype=dtype,
-                                   truncate=False, dense_budget=0)
-            ours = _best(torch, lambda: op.apply(H))
+            times = {}
+            for path, flag in (("fused", "1"), ("blocked", "0")):
+                os.environ["CONTINUUM_ATTENTION_FUSED"] = flag
+                op = AttentionOperator(x, eps, domain=Torus([1, 1]), backend="torch", device="cuda", dtype=dtype,
+                                       truncate=False, dense_budget=0)
+                times[path] = _best(torch, lambda: op.apply(H))
             xt = torch.tensor(x, device="cuda", dtype=getattr(torch, dtype))
             Ht = torch.tensor(H[:, None], device="cuda", dtype=getattr(torch, dtype))
-            naive = _best(torch, lambda: _naive(torch, xt, Ht, eps, max(1, 2**28 // (3 * n))))
-            print(f"N={n:>8d} {dtype}: package {n * n / ours:.3e} pairs/s ({ours:.3f} s), naive cdist+softmax+matmul "
-                  f"{n * n / naive:.3e} pairs/s ({naive:.3f} s), ratio {naive / ours:.2f}")
+            times["naive"] = _best(torch, lambda: _naive(torch, xt, Ht, eps, max(1, 2**28 // (3 * n))))
+            print(f"N={n:>8d} {dtype}: " + ", ".join(f"{k} {n * n / t:.3e} pairs/s ({t:.3f} s)" for k, t in times.items())
+                  + f"; fused / naive {times['naive'] / times['fused']:.2f}x", flush=True)
     return 0
 
 

@@ -5,6 +5,9 @@ blocks of at most ``BLOCK_ENTRIES`` pairs, so no N x N array is ever formed (eac
 log-sum-exp is exact, with the row maximum as the shift). ``dtype`` float32 computes scores, exponentials and
 sums in float32 (about 1e-6 relative); float64 agrees with the Numba kernels to ~1e-15.
 
+On CUDA the weighted sums of squared-distance metrics (Euclidean in R^d and on the torus, Learned features)
+run in one fused Triton kernel (``_triton``; :attr:`TorchKernels.fused`), the rest in blocked torch ops.
+
 The operator's fixed arrays (points, metric, cached S) are moved to the device once and kept there: tensors
 are cached by the identity of the NumPy array they came from (a weak reference drops them with it). On the
 CPU in float64 ``torch.from_numpy`` shares the memory, so nothing is copied at all.
@@ -12,11 +15,12 @@ CPU in float64 ``torch.from_numpy`` shares the memory, so nothing is copied at a
 
 from __future__ import annotations
 
+import os
 import weakref
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, _triton
 
 BLOCK_ENTRIES = 1 << 22  # pairs per row block (32 MiB of float64 scores)
 
@@ -42,6 +46,20 @@ class TorchKernels(dict):
                     csr_scale=_kernels.csr_scale_ref, softmax=self.softmax_sum)
         # the rewrite's cancellation error, c max|a - mean|^2 u, must stay below this (relative, in the exponent)
         self.rewrite_tolerance = 1e-13 if dtype == "float64" else 1e-5
+        self.fused = self._fused_path()
+
+    def _fused_path(self) -> str | None:
+        """"triton" on CUDA where Triton imports: the fused squared-distance kernel (``_triton``) takes the
+        weighted sums of Euclidean metrics, the torus's minimum image included; "triton-interpreted" on the
+        CPU under Triton's interpreter (TRITON_INTERPRET=1, the tests); otherwise None (blocked torch ops).
+        CONTINUUM_ATTENTION_FUSED=0 in the environment turns it off (benchmarks compare the two paths)."""
+        if os.environ.get("CONTINUUM_ATTENTION_FUSED") == "0":
+            return None
+        if self.device.type == "cuda":
+            return "triton" if _triton.available() else None
+        if os.environ.get("TRITON_INTERPRET") == "1" and _triton.available():
+            return "triton-interpreted"
+        return None
 
     # ------------------------------------------------------------------------------------ transfers
     def tensor(self, a: np.ndarray, *, keep: bool = False, index: bool = False):
@@ -89,6 +107,10 @@ class TorchKernels(dict):
         return (D * D).sum(dim=-1)
 
     def kernel_sum(self, family, A, BT, M, use_M, period, c, r, s, V) -> np.ndarray:
+        if self.fused is not None and family == _kernels.SQUARED and not use_M:
+            return self._out(_triton.squared_sum(self.torch, self.tensor(A, keep=True), self.tensor(BT, keep=True),
+                                                 self.tensor(period, keep=True), float(c), self.tensor(r),
+                                                 self.tensor(s), self.tensor(V)))
         g = self._geometry(family, A, BT, M, use_M, period)
         rt, st, Vt = self.tensor(r), self.tensor(s), self.tensor(V)
         out = self.torch.empty((A.shape[0], V.shape[1]), device=self.device, dtype=self.dtype)
