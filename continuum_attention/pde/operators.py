@@ -39,8 +39,8 @@ import scipy.sparse as sp
 from ..densities import Density
 from ..grid import Grid
 from ..metrics import as_metric
-from ._kernels import (advance_numba, advance_numpy, apply_numba, apply_numpy, nodal_to_faces, repeat_numba,
-                       repeat_numpy)
+from ._kernels import (advance_numba, advance_numpy, apply_numba, apply_numpy, nodal_to_faces, repeat_2d_parallel,
+                       repeat_2d_serial, repeat_numba, repeat_numpy)
 
 __all__ = ["FORMS", "MetricField", "resolve_metric", "FluxOperator", "build_operator"]
 
@@ -345,6 +345,14 @@ class FluxOperator:
             k //= 2
         return k
 
+    def _repeat_kernel(self):
+        """The in-cache kernel: the 2-D one (rows inline; serial below PARALLEL_MIN_NODES) for a 2-D grid,
+        :func:`._kernels.repeat_numba` otherwise; all bitwise the single steps."""
+        n0, n1, n2 = self.shape3
+        if n0 == 1 and n1 > 1 and n2 > 1:
+            return repeat_2d_serial if self.grid.size < PARALLEL_MIN_NODES else repeat_2d_parallel
+        return repeat_numba
+
     def _fused_layout(self, a: np.ndarray) -> np.ndarray:
         # A 2-D grid (1, n1, n2) is swept as (n1, 1, n2): its rows become the planes of the wavefront.
         if self.shape3[0] == 1 and self.shape3[1] > 1:
@@ -389,7 +397,7 @@ class FluxOperator:
         if steps == 1 and not reference:
             return self.euler_step(s, out, dt)
         if self.in_cache:
-            kernel = repeat_numpy if reference else repeat_numba
+            kernel = repeat_numpy if reference else self._repeat_kernel()
             kernel(s, out, np.empty(self.shape3), self.coef[0], self.inv_h, self.unit, self.wrap, float(dt), steps)
             return out
         kernel = advance_numpy if reference else advance_numba
