@@ -302,3 +302,38 @@ def test_wrap_leaves_points_inside_the_cell_bit_for_bit_and_wraps_the_edge():
     assert wrapped[7].tolist() == [0.0, 0.0]
     np.testing.assert_array_equal(np.delete(wrapped, 7, axis=0), np.delete(x, 7, axis=0))
     assert torus.wrap(np.array([[1.25, -0.5]])).tolist() == [[0.25, 1.5]]
+
+
+def test_a_dropped_operator_is_freed_at_once_not_by_the_cycle_collector():
+    """Numba's literal dispatch raises and catches an exception per call, whose traceback kept the calling
+    frames (and their arrays) alive until the cycle collector ran: a sweep of 10^7-point operators ran out of
+    memory. The kernels now call their compiled specialisations directly."""
+    import gc
+    import weakref
+
+    from continuum_attention import Torus
+    from continuum_attention.attention import AttentionOperator
+    from continuum_attention.metrics import DotProduct
+
+    rng = np.random.default_rng(0)
+    x, H = rng.random((3000, 2)), rng.normal(size=3000)
+    cases = [dict(domain=Torus([1.0, 1.0]), truncate=True), dict(domain=Torus([1.0, 1.0]), truncate=False, dense_budget=0),
+             dict(metric=DotProduct(np.eye(2), np.eye(2)), dense_budget=0)]
+
+    def use(kwargs):
+        op = AttentionOperator(x, 1e-3, **kwargs)
+        op.apply_rows(np.arange(5), H)
+        if not op.truncated:
+            op.apply(H)
+            op.displacement()
+        return op
+
+    for kwargs in cases:
+        use(kwargs)  # compiles, or loads the cache: the one call that takes Numba's retry
+    gc.disable()
+    try:
+        for kwargs in cases:
+            ref = weakref.ref(use(kwargs))
+            assert ref() is None, kwargs  # freed by reference counting alone
+    finally:
+        gc.enable()

@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import mmap
 
+import numba
 import numpy as np
 from numba import literally, njit, prange, types
 from numba.extending import intrinsic
@@ -370,6 +371,23 @@ def _lane_displacement_literal(family, A, BT, M, use_M, wrap, period, iperiod, X
                               literally(xwrap), xperiod, ixperiod, c, r, s, literally(d), literally(dx))
 
 
+def _call_literal(dispatcher, literal: tuple, *args):
+    """``dispatcher(*args)`` with the arguments at positions ``literal`` compiled as constants (``literally``),
+    calling the compiled specialisation directly once it exists.
+
+    Numba dispatches a call whose compiled signature holds literal types by retrying: it types the plain
+    arguments, raises and catches ``ForceLiteralArg``, and only then finds the specialisation. The caught
+    exception's traceback keeps the calling frames, and with them every array they hold, alive until the cyclic
+    garbage collector runs: a sweep of operators on 10^7 points grew by the size of its arrays at every call and
+    ran out of memory. The first call of each signature still takes that path (it compiles, or loads the cache).
+    """
+    sig = tuple(types.literal(a) if i in literal else numba.typeof(a) for i, a in enumerate(args))
+    compiled = dispatcher.overloads.get(sig)
+    if compiled is None:
+        return dispatcher(*args)
+    return compiled.entry_point(*args)
+
+
 # Widths the lane kernels are compiled for: d and m are padded up to the next one with zero coordinates (which
 # add exact zeros to every score) and zero value columns, so that a handful of specialisations cover d, m <= 8.
 _LANE_WIDTHS = (1, 2, 3, 4, 8)
@@ -408,7 +426,7 @@ def kernel_sum(family, A, BT, M, use_M, period, c, r, s, V) -> np.ndarray:
     if A.shape[0] == 0 or max(A.shape[1], V.shape[1]) > LANE_MAX_DIM:
         return _tiled_sum(family, A, BT, M, use_M, period, c, r, s, V)
     geometry, sp, d, (VTp,) = _lane_inputs(family, A, BT, M, use_M, period, s, V)
-    out = _lane_sum_literal(*geometry, c, r, sp, VTp, d, VTp.shape[0])
+    out = _call_literal(_lane_sum_literal, (0, 4, 5, 12, 13), *geometry, float(c), r, sp, VTp, d, VTp.shape[0])
     return out[:, : V.shape[1]]
 
 
@@ -417,7 +435,7 @@ def kernel_lse(family, A, BT, M, use_M, period, c, s) -> np.ndarray:
     if A.shape[0] == 0 or A.shape[1] > LANE_MAX_DIM:
         return _tiled_lse(family, A, BT, M, use_M, period, c, s)
     geometry, sp, d, _ = _lane_inputs(family, A, BT, M, use_M, period, s)
-    return _lane_lse_literal(*geometry, c, sp, d)
+    return _call_literal(_lane_lse_literal, (0, 4, 5, 10), *geometry, float(c), sp, d)
 
 
 def kernel_displacement(family, A, BT, M, use_M, period, X, xperiod, c, r, s) -> np.ndarray:
@@ -430,7 +448,8 @@ def kernel_displacement(family, A, BT, M, use_M, period, X, xperiod, c, r, s) ->
     xw = XTp.shape[0]
     xper = _pad(np.where(on, xperiod, 0.0)[None], 1, xw)[0]
     ixper = _pad(np.where(on, 1.0 / np.where(on, xperiod, 1.0), 0.0)[None], 1, xw)[0]
-    out = _lane_displacement_literal(*geometry, XTp, bool(on.any()), xper, ixper, c, r, sp, d, xw)
+    out = _call_literal(_lane_displacement_literal, (0, 4, 5, 9, 15, 16), *geometry, XTp, bool(on.any()), xper, ixper,
+                        float(c), r, sp, d, xw)
     return np.concatenate([out[:, :dx], out[:, xw:]], axis=1)
 
 
@@ -894,7 +913,7 @@ def cell_rows_sum(Z: np.ndarray, box, r: float, rows: np.ndarray, c: float, s: n
     sp = sp[0]
     Q = np.ascontiguousarray(grid.Z3[rows])
     ranges, counts = _all_ranges(Q, grid.lo, grid.width, grid.ncell, grid.box, grid.periodic, grid.start, reach, r * r)
-    out = _cell_rows_sum_literal(ZT, Q, ranges, counts, r * r, float(c), sp, VT, width)
+    out = _call_literal(_cell_rows_sum_literal, (8,), ZT, Q, ranges, counts, r * r, float(c), sp, VT, width)
     return out[:, : V.shape[1] + 1]  # rows k + 1 on of VT are zero padding
 
 
