@@ -385,7 +385,7 @@ def _fused_cases():
 
 @pytest.mark.parametrize("name, grid, dens, metric", _fused_cases(), ids=[c[0] for c in _fused_cases()])
 def test_fused_steps_equal_single_steps_and_reference(name, grid, dens, metric):
-    from continuum_attention.pde._kernels import advance_numba, repeat_2d_parallel, repeat_2d_serial, repeat_numba
+    from continuum_attention.pde._kernels import advance_numba, repeat_2d, repeat_numba
 
     pde = AttentionLimitPDE(grid, dens, metric=metric)
     op = pde._op
@@ -408,11 +408,11 @@ def test_fused_steps_equal_single_steps_and_reference(name, grid, dens, metric):
             out = np.empty(layout)
             advance_numba(u.reshape(layout), out, s.reshape(layout), inv_h, unit, wrap, dt, k, 3)
             assert np.max(np.abs(out.reshape(op.shape3) - ref)) <= 1e-12 * scale, (name, k, layout)
-        # the in-cache kernels (single passes looped inside one call): bitwise the single steps, the 2-D
-        # twins (rows written out inline, one thread or several) as well
+        # the in-cache kernels (single passes looped inside one call): bitwise the single steps, the 2-D one
+        # (rows written out inline, one thread) as well
         kernels = [repeat_numba]
         if op.shape3[0] == 1 and min(op.shape3[1:]) > 1:
-            kernels += [repeat_2d_serial, repeat_2d_parallel]
+            kernels.append(repeat_2d)
         for kernel in kernels:
             out, spare = np.empty(op.shape3), np.empty(op.shape3)
             kernel(u, out, spare, op.coef[0], op.inv_h, op.unit, op.wrap, dt, k)

@@ -173,7 +173,7 @@ def test_truncated_apply_rows_never_builds_the_csr_and_gives_its_rows():
     rng = np.random.default_rng(4)
     x = rng.random((4000, 2))
     H = rng.normal(size=(4000, 2))
-    rows = np.array([3, 0, 3999, 1234])
+    rows = np.concatenate([[3, 0, 3999, 1234], np.arange(100, 400)])  # enough rows for the grid to pay
     op = AttentionOperator(x, 2e-4, domain=Torus([1.0, 1.0]), truncate=True)
     before = op.apply_rows(rows, H)
     assert not op._engine.built  # O(N + rows x neighbours): no CSR of all rows
@@ -183,6 +183,24 @@ def test_truncated_apply_rows_never_builds_the_csr_and_gives_its_rows():
     exact = AttentionOperator(x, 2e-4, domain=Torus([1.0, 1.0]), truncate=False).apply_rows(rows, H)
     # the dropped mass is bounded by tolerance = 1e-12 relative; at this cutoff it reaches 1.9e-16
     np.testing.assert_allclose(before, exact, rtol=0, atol=2e-15)
+
+
+def test_truncated_apply_rows_bins_only_where_the_rows_pay_for_it():
+    from continuum_attention.attention.operator import ROWS_BIN_COST
+
+    rng = np.random.default_rng(6)
+    x = rng.random((4000, 2))
+    H = rng.normal(size=4000)
+    torus = Torus([1.0, 1.0])
+    op = AttentionOperator(x, 2e-4, domain=torus, truncate=True)
+    exact = AttentionOperator(x, 2e-4, domain=torus, truncate=False, dense_budget=0)
+    visited = _kernels.cell_rows_candidates(x, np.array([1.0, 1.0]), op.cutoff)
+    enough = int(np.ceil(ROWS_BIN_COST / (1.0 - visited)))  # the fewest rows for which the grid pays
+    fewer, many = np.arange(enough - 1), np.arange(enough)
+    np.testing.assert_array_equal(op.apply_rows(fewer, H), exact.apply_rows(fewer, H))  # the exact rows
+    binned = op.apply_rows(many, H)
+    assert not np.array_equal(binned, exact.apply_rows(many, H))  # the truncated rows from the grid ...
+    np.testing.assert_allclose(binned, exact.apply_rows(many, H), rtol=0, atol=2e-15)  # ... within the tolerance
 
 
 def test_truncated_apply_rows_falls_back_to_the_exact_rows_for_a_wide_cutoff():

@@ -719,18 +719,24 @@ class CellGrid:
         ncell = np.maximum(1, np.floor(np.minimum(extent / width_min, 2.0**40))).astype(np.int64)
         while np.prod(ncell.astype(float)) > max(4.0 * n, 64.0):
             ncell = np.maximum(1, ncell // 2)
-        pad = MAX_CELL_DIM - m
-        self.Z3 = fresh_array(n * MAX_CELL_DIM, np.float64).reshape(n, MAX_CELL_DIM)
-        self.Z3[:, :pad] = 0.0
-        self.Z3[:, pad:] = Z
+        self._Z, self._pad = Z, MAX_CELL_DIM - m
+        pad = self._pad
         self.lo, self.width, self.box = np.zeros(3), np.ones(3), np.ones(3)
         self.lo[pad:], self.width[pad:], self.box[pad:] = lo, extent / ncell, hi if self.periodic_box else 1.0
         self.ncell = np.ones(3, np.int64)
         self.ncell[pad:] = ncell
         self.periodic = np.zeros(3, np.bool_)
         self.periodic[pad:] = self.periodic_box
+
+    def bin(self) -> "CellGrid":
+        """Sort the points into their cells (O(N)): sets ``Z3``, ``order`` and ``start``."""
+        n = self._Z.shape[0]
+        self.Z3 = fresh_array(n * MAX_CELL_DIM, np.float64).reshape(n, MAX_CELL_DIM)
+        self.Z3[:, : self._pad] = 0.0
+        self.Z3[:, self._pad:] = self._Z
         cells = _cell_index(self.Z3, self.lo, self.width, self.ncell, self.periodic_box)
         self.order, self.start = _counting_order(cells, int(np.prod(self.ncell)))
+        return self
 
     def reach(self, r: float) -> np.ndarray | None:
         """Cells to search each side, per axis, for every point within r; None where a periodic axis is too short
@@ -756,6 +762,7 @@ def cell_neighbours(Z: np.ndarray, box, r: float, check=None):
     grid = CellGrid(Z, box, r)
     if grid.periodic_box and np.any(grid.ncell[MAX_CELL_DIM - m:] < 3):
         return None
+    grid.bin()
     order = grid.order
     Zs = np.ascontiguousarray(grid.Z3[order])
     args = (grid.start, grid.lo, grid.width, grid.ncell, grid.box, grid.periodic, r * r)
@@ -892,6 +899,18 @@ def _cell_rows_sum_literal(ZT, Q, ranges, counts, r2, c, s, VT, m):
     return _cell_rows_sum(ZT, Q, ranges, counts, r2, c, s, VT, literally(m))
 
 
+def cell_rows_candidates(Z: np.ndarray, box, r: float) -> float | None:
+    """The fraction of the N points a row of :func:`cell_rows_sum` visits at most (its cells, before the
+    pruning to the ball), or None where the grid does not apply; costs the extent of the points only."""
+    if Z.shape[1] > MAX_CELL_DIM or r <= 0:
+        return None
+    grid = CellGrid(Z, box, r / ROWS_REFINE)
+    reach = grid.reach(r)
+    if reach is None:
+        return None
+    return float(np.prod(np.minimum(1.0, (2 * reach + 1) / grid.ncell)))
+
+
 def cell_rows_sum(Z: np.ndarray, box, r: float, rows: np.ndarray, c: float, s: np.ndarray, V: np.ndarray):
     """out[t, :k] = sum_{j : |z_i - z_j| <= r} exp(-c |z_i - z_j|^2 - s_j) V[j], out[t, k] = the same sum of 1,
     for i = rows[t] (minimum image on a periodic ``box``): the rows of the truncated kernel, O(N + M k).
@@ -906,6 +925,7 @@ def cell_rows_sum(Z: np.ndarray, box, r: float, rows: np.ndarray, c: float, s: n
     reach = grid.reach(r)
     if reach is None:
         return None
+    grid.bin()
     width = _lane_width(V.shape[1] + 1)
     # fresh pages of their own (``fresh_array``): first touch of huge pages costs more than the work here
     ZT, VT, sp = (fresh_array(a * n, np.float64).reshape(a, n) for a in (3, width, 1))

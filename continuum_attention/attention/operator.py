@@ -43,7 +43,8 @@ from ..domains import Domain, as_points
 from ..domains import Euclidean as EuclideanSpace
 from . import _kernels
 
-__all__ = ["AttentionOperator", "DENSE_LIMIT", "DENSE_BUDGET", "AUTO_SPARSE_FRACTION", "AUTO_SPARSE_MIN_N"]
+__all__ = ["AttentionOperator", "DENSE_LIMIT", "DENSE_BUDGET", "AUTO_SPARSE_FRACTION", "AUTO_SPARSE_MIN_N",
+           "ROWS_BIN_COST"]
 
 DENSE_LIMIT = 20000  # dense(): 20000^2 float64 is 3.2 GB; refuse beyond
 #: truncate="auto" stores the kernel sparsely (CSR) when N >= AUTO_SPARSE_MIN_N and a row keeps at most this
@@ -54,6 +55,10 @@ AUTO_SPARSE_MIN_N = 2000
 #: Otherwise S is cached as an (N, N) array when 8 N^2 bytes fit in dense_budget (default 1 GiB: N <= 11585)
 #: and in half the available memory; beyond that it is recomputed from the points every pass (O(N) memory).
 DENSE_BUDGET = float(2**30)
+#: apply_rows of a truncated operator bins the points into cells (O(N)) when that saves more than it costs: when
+#: len(rows) x (1 - the fraction of the points a row visits) >= ROWS_BIN_COST. The binning took about as long as
+#: 40 to 110 exact rows (benchmarks/rows_bench.py at N = 10^7, 2026-12-02); 100 is the middle of that.
+ROWS_BIN_COST = 100.0
 _BACKENDS = ("numba", "numpy", "torch")
 _DTYPES = ("float64", "float32")
 
@@ -428,10 +433,13 @@ class _SparseEngine:
         space = self.metric.search_space(self.x, self.domain, self.cutoff)
         if space.exact and "cell_rows" in self.k:
             box = None if space.box is None else np.asarray(space.box, dtype=np.float64)
-            W = self.k["cell_rows"](np.ascontiguousarray(space.coords, dtype=np.float64), box, space.radius, idx,
-                                    self.c, s, V)
-            if W is not None:
-                return W[:, :-1] / W[:, -1:]
+            z = np.ascontiguousarray(space.coords, dtype=np.float64)
+            visited = _kernels.cell_rows_candidates(z, box, space.radius)
+            # the binning costs about as much as ROWS_BIN_COST exact rows: the grid pays where it saves more
+            if visited is not None and idx.size * (1.0 - visited) >= ROWS_BIN_COST:
+                W = self.k["cell_rows"](z, box, space.radius, idx, self.c, s, V)
+                if W is not None:
+                    return W[:, :-1] / W[:, -1:]
         return _exact_rows(self.geom, self.k, self.c, idx, s, V)
 
     def displacement(self, r, s) -> np.ndarray:
@@ -704,10 +712,11 @@ class AttentionOperator:
 
         Truncated mode never builds the CSR of all N rows for this: where the metric's search space is its
         own (Euclidean on a Torus, Box or R^d, Mahalanobis off a torus, Learned features) in at most three
-        dimensions, and the cutoff ball fits a grid of cells (on a Torus, cutoff below about L/2), it bins the
-        points in O(N) and visits only the cells near each row: O(N + len(rows) x neighbours), the rows of
-        the truncated kernel (equal to ``apply(H)[rows]`` to rounding). Otherwise it computes the exact
-        rows, O(len(rows) N), which differ from the truncated ones by at most ``tolerance`` relative mass.
+        dimensions, the cutoff ball fits a grid of cells (on a Torus, cutoff below about L/2), and the rows
+        are many enough for the binning to pay (``len(rows) x (1 - visited fraction) >= ROWS_BIN_COST``), it
+        bins the points in O(N) and visits only the cells near each row: O(N + len(rows) x neighbours), the
+        rows of the truncated kernel (equal to ``apply(H)[rows]`` to rounding). Otherwise it computes the
+        exact rows, O(len(rows) N), which differ from the truncated ones by at most ``tolerance`` relative mass.
         """
         if isinstance(rows, (str, bytes)) or rows is None:
             raise TypeError(f"rows must be a 1-D array of integers, got rows={describe(rows)}")

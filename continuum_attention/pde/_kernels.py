@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["apply_numba", "apply_numpy", "advance_numba", "advance_numpy", "repeat_numba", "repeat_numpy",
-           "repeat_2d_serial", "repeat_2d_parallel"]
+           "repeat_2d"]
 
 
 @njit(cache=True, fastmath=False)
@@ -266,12 +266,12 @@ def repeat_numba(u, out, spare, s, inv_h, unit, wrap, dt, steps):
     return out
 
 
-def _repeat_2d(u, out, spare, s, inv_h, unit, wrap, dt, steps):  # pragma: no cover - compiled twice below
+@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+def repeat_2d(u, out, spare, s, inv_h, unit, wrap, dt, steps):  # pragma: no cover - compiled
     """:func:`repeat_numba` for a 2-D grid in its (1, n1, n2) layout (n1 > 1, n2 > 1), with the row update of
     :func:`_row_update` written out inline: bitwise the same numbers (the same expressions in the same order),
-    without a function call per row, which kept the row loop from being scheduled as one (1.4x faster at 128^2,
-    one thread). ``repeat_2d_serial`` runs it on one thread with no parallel region per step (small grids);
-    ``repeat_2d_parallel`` splits each step's rows between the threads.
+    without a function call per row and without a parallel region per step (1.4x faster at 128^2, one thread).
+    One thread: for the small grids (below PARALLEL_MIN_NODES) that run on one thread anyway.
     """
     _, n1, n2 = u.shape
     last = n2 - 1
@@ -281,7 +281,7 @@ def _repeat_2d(u, out, spare, s, inv_h, unit, wrap, dt, steps):  # pragma: no co
     cur = u[0]
     for n in range(steps):
         dst2 = out[0] if (steps - 1 - n) % 2 == 0 else spare[0]
-        for j in prange(n1):
+        for j in range(n1):
             jp = j + 1 if j + 1 < n1 else 0
             jm = j - 1 if j > 0 else n1 - 1
             cu = c1 * (wrap if j == n1 - 1 else 1.0)
@@ -302,10 +302,6 @@ def _repeat_2d(u, out, spare, s, inv_h, unit, wrap, dt, steps):  # pragma: no co
         cur = dst2
     return out
 
-
-_FLAGS = dict(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
-repeat_2d_serial = njit(**_FLAGS)(_repeat_2d)  # prange is range here
-repeat_2d_parallel = njit(parallel=True, **_FLAGS)(_repeat_2d)
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)

@@ -39,8 +39,8 @@ import scipy.sparse as sp
 from ..densities import Density
 from ..grid import Grid
 from ..metrics import as_metric
-from ._kernels import (advance_numba, advance_numpy, apply_numba, apply_numpy, nodal_to_faces, repeat_2d_parallel,
-                       repeat_2d_serial, repeat_numba, repeat_numpy)
+from ._kernels import (advance_numba, advance_numpy, apply_numba, apply_numpy, nodal_to_faces, repeat_2d, repeat_numba,
+                       repeat_numpy)
 
 __all__ = ["FORMS", "MetricField", "resolve_metric", "FluxOperator", "build_operator"]
 
@@ -346,11 +346,11 @@ class FluxOperator:
         return k
 
     def _repeat_kernel(self):
-        """The in-cache kernel: the 2-D one (rows inline; serial below PARALLEL_MIN_NODES) for a 2-D grid,
-        :func:`._kernels.repeat_numba` otherwise; all bitwise the single steps."""
+        """The in-cache kernel: :func:`._kernels.repeat_2d` (rows inline, one thread) for a 2-D grid below
+        PARALLEL_MIN_NODES, :func:`._kernels.repeat_numba` otherwise; both bitwise the single steps."""
         n0, n1, n2 = self.shape3
-        if n0 == 1 and n1 > 1 and n2 > 1:
-            return repeat_2d_serial if self.grid.size < PARALLEL_MIN_NODES else repeat_2d_parallel
+        if n0 == 1 and n1 > 1 and n2 > 1 and self.grid.size < PARALLEL_MIN_NODES:
+            return repeat_2d
         return repeat_numba
 
     def _fused_layout(self, a: np.ndarray) -> np.ndarray:
