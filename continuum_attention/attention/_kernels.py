@@ -9,6 +9,7 @@ families, then the weight ``w_ab = exp(-c f(a, b) - r_a - s_b)`` with ``c = 1 / 
 * ``kernel_lse``:   out[a]    = log sum_b exp(-c f(a, b) - s_b)            (shifted by the row maximum)
 * ``kernel_displacement``: out[a, :d] = sum_b w_ab minimage(X_b - X_a), out[a, d] = sum_b w_ab (tokens)
 * ``csr_matmul``:   out = S V for S in CSR form (truncated mode)
+* ``cell_rows_sum``: the truncated kernel's weighted sums at a few rows, from a grid of cells (O(N + rows k))
 
 Families (``family`` argument):
 
