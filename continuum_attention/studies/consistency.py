@@ -116,7 +116,7 @@ def kernel_rows(points: np.ndarray, n_rows: int, eps: float, domain: Torus, valu
     O(n_rows N); the truncated rows differ from the exact ones by at most 1e-12 relative (the tolerance).
     """
     # a few rows of a large sample: never the CSR of all N rows (apply_rows works from a grid of cells)
-    return AttentionOperator(points, eps, domain=domain, truncate=True, dense_budget=0).apply_rows(
+    return AttentionOperator(points, eps, domain=domain, truncate=True).apply_rows(
         np.arange(n_rows), values)
 
 
