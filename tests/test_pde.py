@@ -8,7 +8,9 @@ as exp(-pi^2 k^2 t / L^2), and for p = N(0, s^2) the feature H = x decays as x e
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -383,9 +385,19 @@ def _fused_cases():
     ]
 
 
+@contextmanager
+def numba_threads(n: int):
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
 @pytest.mark.parametrize("name, grid, dens, metric", _fused_cases(), ids=[c[0] for c in _fused_cases()])
 def test_fused_steps_equal_single_steps_and_reference(name, grid, dens, metric):
-    from continuum_attention.pde._kernels import advance_numba, repeat_2d, repeat_numba
+    from continuum_attention.pde._kernels import advance_numba, repeat_2d, repeat_2d_parallel, repeat_numba
 
     pde = AttentionLimitPDE(grid, dens, metric=metric)
     op = pde._op
@@ -408,15 +420,35 @@ def test_fused_steps_equal_single_steps_and_reference(name, grid, dens, metric):
             out = np.empty(layout)
             advance_numba(u.reshape(layout), out, s.reshape(layout), inv_h, unit, wrap, dt, k, 3)
             assert np.max(np.abs(out.reshape(op.shape3) - ref)) <= 1e-12 * scale, (name, k, layout)
-        # the in-cache kernels (single passes looped inside one call): bitwise the single steps, the 2-D one
-        # (rows written out inline, one thread) as well
-        kernels = [repeat_numba]
+        # the in-cache kernels (single passes looped inside one call): bitwise the single steps, the 2-D ones
+        # (rows inlined; one thread, and the rows split between threads) as well
+        kernels = [(repeat_numba, 2)]
         if op.shape3[0] == 1 and min(op.shape3[1:]) > 1:
-            kernels.append(repeat_2d)
-        for kernel in kernels:
+            kernels += [(repeat_2d, 1), (repeat_2d_parallel, 1), (repeat_2d_parallel, 2)]
+        for kernel, threads in kernels:
             out, spare = np.empty(op.shape3), np.empty(op.shape3)
-            kernel(u, out, spare, op.coef[0], op.inv_h, op.unit, op.wrap, dt, k)
+            with numba_threads(threads):
+                kernel(u, out, spare, op.coef[0], op.inv_h, op.unit, op.wrap, dt, k)
             np.testing.assert_array_equal(out, single)
+
+
+def test_2d_in_cache_kernel_goes_parallel_from_its_threshold():
+    from continuum_attention.pde import _kernels, operators
+
+    assert operators.PARALLEL_2D_MIN_NODES == 128 * 128 < operators.PARALLEL_MIN_NODES
+    t2 = Torus([1.0, 1.0])
+    before = numba.get_num_threads()
+    for shape, kernel in (((128, 128), _kernels.repeat_2d_parallel), ((127, 129), _kernels.repeat_2d),
+                          ((8, 8, 8), _kernels.repeat_numba)):
+        domain = t2 if len(shape) == 2 else Torus([1.0] * 3)
+        op = AttentionLimitPDE(Grid(domain, shape), cosine(domain, 0.4, (1,) * len(shape)))._op
+        assert op.in_cache and op._repeat_kernel() is kernel, shape
+        with op.threads():  # just inside the threshold keeps every thread, just outside runs on one
+            assert numba.get_num_threads() == (before if shape == (128, 128) else 1), shape
+    # a 2-D grid that runs on fused (temporal-blocking) passes keeps the general threshold
+    op = AttentionLimitPDE(Grid(t2, (128, 128)), cosine(t2, 0.4, (1, 1)), form="walkers")._op
+    with op.threads():
+        assert numba.get_num_threads() == 1
 
 
 def test_fused_steps_fall_back_where_they_do_not_apply():

@@ -39,8 +39,8 @@ import scipy.sparse as sp
 from ..densities import Density
 from ..grid import Grid
 from ..metrics import as_metric
-from ._kernels import (advance_numba, advance_numpy, apply_numba, apply_numpy, nodal_to_faces, repeat_2d, repeat_numba,
-                       repeat_numpy)
+from ._kernels import (advance_numba, advance_numpy, apply_numba, apply_numpy, nodal_to_faces, repeat_2d,
+                       repeat_2d_parallel, repeat_numba, repeat_numpy)
 
 __all__ = ["FORMS", "MetricField", "resolve_metric", "FluxOperator", "build_operator"]
 
@@ -66,6 +66,11 @@ IN_CACHE_STEPS_PER_CALL = 4096
 # Below this many nodes a step takes microseconds and waking a second thread costs more than it saves (on a
 # loaded machine an OpenMP wake-up was measured at ~20 ms), so the kernel runs on one thread.
 PARALLEL_MIN_NODES = 1 << 16
+# The 2-D in-cache kernels (all of a call's steps inside one kernel, one parallel region a step) pay for the second
+# thread from this many nodes: on the quiet 2-core VM (2026-12-02, load below 0.4) two threads of
+# repeat_2d_parallel against one of repeat_2d were 0.5x at 64^2, 0.8x at 96^2, 1.56x at 128^2 (median of 10
+# rounds through the stepper: 2.04e9 against 1.31e9 cell-steps/s), 1.7x at 256^2 and 1.6x at 512^2.
+PARALLEL_2D_MIN_NODES = 1 << 14
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -281,8 +286,9 @@ class FluxOperator:
     # -- application -----------------------------------------------------------------------------------
     @contextmanager
     def threads(self) -> Iterator[None]:
-        """Run the kernel on one thread inside this block when the grid is small (see PARALLEL_MIN_NODES)."""
-        if self.grid.size >= PARALLEL_MIN_NODES:
+        """Run the kernel on one thread inside this block when the grid is small (see PARALLEL_MIN_NODES and,
+        for the 2-D in-cache kernel, PARALLEL_2D_MIN_NODES)."""
+        if self.grid.size >= self._parallel_min_nodes():
             yield
             return
         old = numba.get_num_threads()
@@ -345,13 +351,21 @@ class FluxOperator:
             k //= 2
         return k
 
-    def _repeat_kernel(self):
-        """The in-cache kernel: :func:`._kernels.repeat_2d` (rows inline, one thread) for a 2-D grid below
-        PARALLEL_MIN_NODES, :func:`._kernels.repeat_numba` otherwise; both bitwise the single steps."""
+    def _inline_2d(self) -> bool:
+        # A 2-D grid whose fused steps run in cache: the kernels with the rows inlined apply
         n0, n1, n2 = self.shape3
-        if n0 == 1 and n1 > 1 and n2 > 1 and self.grid.size < PARALLEL_MIN_NODES:
-            return repeat_2d
-        return repeat_numba
+        return self.can_fuse_steps and self.in_cache and n0 == 1 and n1 > 1 and n2 > 1
+
+    def _parallel_min_nodes(self) -> int:
+        return PARALLEL_2D_MIN_NODES if self._inline_2d() else PARALLEL_MIN_NODES
+
+    def _repeat_kernel(self):
+        """The in-cache kernel: for a 2-D grid the rows inlined, :func:`._kernels.repeat_2d` (one thread) below
+        PARALLEL_2D_MIN_NODES and :func:`._kernels.repeat_2d_parallel` from there; :func:`._kernels.repeat_numba`
+        otherwise. All of them bitwise the single steps."""
+        if not self._inline_2d():
+            return repeat_numba
+        return repeat_2d if self.grid.size < PARALLEL_2D_MIN_NODES else repeat_2d_parallel
 
     def _fused_layout(self, a: np.ndarray) -> np.ndarray:
         # A 2-D grid (1, n1, n2) is swept as (n1, 1, n2): its rows become the planes of the wavefront.
