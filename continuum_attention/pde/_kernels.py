@@ -245,6 +245,19 @@ def apply_numba(u, y, out, coef, mixed, cout, inv_h, tp, tm, unit, wrap, alpha, 
     return out
 
 
+@njit(cache=True, inline="always")
+def _axis_factor(inv_h, unit, a):
+    # Nodal mode's factor along axis a: 1/h_a^2 times half the unit metric (the face mean 0.5 (s_n + s_n+e) has
+    # its 0.5 folded in here)
+    return inv_h[a] * inv_h[a] * (0.5 * unit[a])
+
+
+@njit(cache=True, inline="always")
+def _step_target(out, spare, steps, n):
+    # Step n of ``steps`` writes (out, spare)[(steps - 1 - n) % 2]: the last step lands in out
+    return out if (steps - 1 - n) % 2 == 0 else spare
+
+
 @njit(parallel=True, cache=True, fastmath=False, error_model="numpy", boundscheck=False)
 def repeat_numba(u, out, spare, s, inv_h, unit, wrap, dt, steps):
     """``steps`` explicit Euler steps of nodal mode, each one pass of the single-step row update, in one call.
@@ -256,12 +269,10 @@ def repeat_numba(u, out, spare, s, inv_h, unit, wrap, dt, steps):
     or each other.
     """
     n0, n1, n2 = u.shape
-    c0 = inv_h[0] * inv_h[0] * (0.5 * unit[0])
-    c1 = inv_h[1] * inv_h[1] * (0.5 * unit[1])
-    c2 = inv_h[2] * inv_h[2] * (0.5 * unit[2])
+    c0, c1, c2 = _axis_factor(inv_h, unit, 0), _axis_factor(inv_h, unit, 1), _axis_factor(inv_h, unit, 2)
     cur = u
     for n in range(steps):
-        dst = out if (steps - 1 - n) % 2 == 0 else spare
+        dst = _step_target(out, spare, steps, n)
         for r in prange(n0 * n1):
             i = r // n1
             j = r - i * n1
@@ -277,13 +288,11 @@ def repeat_2d(u, out, spare, s, inv_h, unit, wrap, dt, steps):  # pragma: no cov
     per step (1.4x faster than :func:`repeat_numba` on one thread at 128^2), bitwise the single steps. For the
     small grids (below PARALLEL_2D_MIN_NODES) where a second thread does not pay.
     """
-    _, n1, _ = u.shape
-    c1 = inv_h[1] * inv_h[1] * (0.5 * unit[1])
-    c2 = inv_h[2] * inv_h[2] * (0.5 * unit[2])
-    sg = s[0]
-    cur = u[0]
+    n1 = u.shape[1]
+    c1, c2 = _axis_factor(inv_h, unit, 1), _axis_factor(inv_h, unit, 2)
+    sg, cur = s[0], u[0]
     for n in range(steps):
-        dst = out[0] if (steps - 1 - n) % 2 == 0 else spare[0]
+        dst = _step_target(out[0], spare[0], steps, n)
         for j in range(n1):
             _row_2d(dst, cur, sg, j, c1, c2, wrap, dt)
         cur = dst
@@ -296,13 +305,11 @@ def repeat_2d_parallel(u, out, spare, s, inv_h, unit, wrap, dt, steps):  # pragm
     the same row updates, so bitwise the same numbers. A function of its own, not ``repeat_2d`` compiled twice:
     one Python function compiled under two options shares one cache entry.
     """
-    _, n1, _ = u.shape
-    c1 = inv_h[1] * inv_h[1] * (0.5 * unit[1])
-    c2 = inv_h[2] * inv_h[2] * (0.5 * unit[2])
-    sg = s[0]
-    cur = u[0]
+    n1 = u.shape[1]
+    c1, c2 = _axis_factor(inv_h, unit, 1), _axis_factor(inv_h, unit, 2)
+    sg, cur = s[0], u[0]
     for n in range(steps):
-        dst = out[0] if (steps - 1 - n) % 2 == 0 else spare[0]
+        dst = _step_target(out[0], spare[0], steps, n)
         for j in prange(n1):
             _row_2d(dst, cur, sg, j, c1, c2, wrap, dt)
         cur = dst
@@ -360,9 +367,8 @@ def advance_numba(u, out, s, inv_h, unit, wrap, dt, steps, nblocks):
     blocks are independent. ``out`` must not alias ``u``.
     """
     n0, n1, n2 = u.shape
-    c0 = inv_h[0] * inv_h[0] * (0.5 * unit[0]) if n0 > 1 else 0.0
-    c1 = inv_h[1] * inv_h[1] * (0.5 * unit[1])
-    c2 = inv_h[2] * inv_h[2] * (0.5 * unit[2])
+    c0 = _axis_factor(inv_h, unit, 0) if n0 > 1 else 0.0
+    c1, c2 = _axis_factor(inv_h, unit, 1), _axis_factor(inv_h, unit, 2)
     periodic = wrap != 0.0
     halo = steps if n0 > 1 else 0
     nblocks = max(1, min(nblocks, n0))
